@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the real Kubernetes control plane and its companions from pinned Go
+# modules, caches each build outside the repo, and links the binaries into
+# .tools/bin. A warm run only checks the cache and relinks.
+#
+#   scripts/tools.sh            build everything that is missing
+#   scripts/tools.sh kubernetes build one component (kubernetes|etcd|kwok|helm|flux)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/versions.sh
+source "$ROOT/scripts/versions.sh"
+
+CACHE="${STEPWISE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stepwise}"
+BIN="$ROOT/.tools/bin"
+mkdir -p "$CACHE" "$BIN"
+
+export GOFLAGS="-buildvcs=false"
+export CGO_ENABLED=0
+export GOTOOLCHAIN=local
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null || die "the Go toolchain is not on PATH (need Go >= 1.25)"
+
+# Runs a go command; turns the proxy's terse failures into a sentence that
+# names the module that could not be had.
+gorun() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    if grep -qE 'dial tcp|no such host|connection refused|i/o timeout|TLS handshake' <<<"$out"; then
+      die "the Go module proxy ($(go env GOPROXY)) cannot be reached; check the network or set GOPROXY"
+    fi
+    local missing
+    missing="$(grep -oE '[a-zA-Z0-9./_-]+@v[0-9][^:]*: (reading|verifying|invalid version)[^$]*' <<<"$out" | head -1 || true)"
+    [[ -n "$missing" ]] && die "a module is not served by the proxy: $missing"
+    die "'$*' failed (output above)"
+  fi
+  [[ -n "$out" ]] && printf '%s\n' "$out" >&2
+  return 0
+}
+
+# A component is built once into $CACHE/<name>-<version>/bin; a .done marker
+# makes half-finished builds (a killed run) rebuild instead of being trusted.
+have() { [[ -f "$CACHE/$1/.done" ]]; }
+
+link() {
+  local dir="$CACHE/$1/bin" f
+  for f in "$dir"/*; do ln -sfn "$f" "$BIN/$(basename "$f")"; done
+}
+
+build_kubernetes() {
+  local name="kubernetes-$KUBERNETES_VERSION" dir v="${KUBERNETES_VERSION#v}"
+  have "$name" && { link "$name"; return; }
+  dir="$CACHE/$name"; rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin"
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION (cold: ~4 min)"
+  local started=$SECONDS
+  (
+    cd "$dir/src"
+    printf 'module stepwise.local/k8s\n\ngo 1.25\n' >go.mod
+    local gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')" ||
+      die "cannot download k8s.io/kubernetes@$KUBERNETES_VERSION"
+    [[ -f "$gomod" ]] || die "k8s.io/kubernetes@$KUBERNETES_VERSION is not served by the Go module proxy"
+    # Only the staging modules are required at exactly v0.0.0; anything else
+    # (k8s.io/utils, kube-openapi) keeps its real pseudo-version.
+    local staging
+    staging="$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)"
+    [[ -n "$staging" ]] || die "found no staging modules in $gomod"
+    local args=()
+    for m in $staging; do args+=("-replace=$m=$m@v0.${v#1.}"); done
+    go mod edit "${args[@]}"
+    local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) pkgs=() c
+    for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    gorun go get "k8s.io/kubernetes@$KUBERNETES_VERSION" "${pkgs[@]/%/@$KUBERNETES_VERSION}"
+    local major="${v%%.*}" minor
+    minor="$(cut -d. -f2 <<<"$v")"
+    local ld="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+      ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+    done
+    gorun go build -ldflags "$ld" -o "$dir/bin/" "${pkgs[@]}"
+  )
+  touch "$dir/.done"; link "$name"
+  log "kubernetes $KUBERNETES_VERSION built in $((SECONDS - started)) s"
+}
+
+build_etcd() {
+  local name="etcd-$ETCD_VERSION" dir
+  have "$name" && { link "$name"; return; }
+  dir="$CACHE/$name"; rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin"
+  log "building etcd $ETCD_VERSION (cold: ~1 min)"
+  local started=$SECONDS
+  (
+    cd "$dir/src"
+    # etcd's own go.mod has local replaces, so `go install` refuses it; a
+    # throwaway module that requires it resolves the published siblings.
+    printf 'module stepwise.local/etcd\n\ngo 1.25\n' >go.mod
+    gorun go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    gorun go build -ldflags "-s -w" -o "$dir/bin/etcd" go.etcd.io/etcd/server/v3
+  )
+  touch "$dir/.done"; link "$name"
+  log "etcd $ETCD_VERSION built in $((SECONDS - started)) s"
+}
+
+build_install() { # name version package
+  local name="$1-$2" dir
+  have "$name" && { link "$name"; return; }
+  dir="$CACHE/$name"; rm -rf "$dir"; mkdir -p "$dir/bin"
+  log "building $1 $2"
+  local started=$SECONDS
+  GOBIN="$dir/bin" gorun go install -ldflags "-s -w" "$3@$2"
+  touch "$dir/.done"; link "$name"
+  log "$1 $2 built in $((SECONDS - started)) s"
+}
+
+build_kwok() { build_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok; }
+build_helm() {
+  build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
+if [[ $# -eq 0 ]]; then set -- kubernetes etcd kwok helm; fi
+for c in "$@"; do
+  case "$c" in
+    kubernetes|etcd|kwok|helm) "build_$c" ;;
+    *) die "unknown component '$c' (kubernetes|etcd|kwok|helm)" ;;
+  esac
+done
+log "tools ready in $BIN"

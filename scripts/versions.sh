@@ -1,0 +1,6 @@
+# Pinned versions of everything the local control plane is built from.
+# Bumping one here rebuilds only that component (the cache is keyed by version).
+KUBERNETES_VERSION=v1.36.3
+ETCD_VERSION=v3.6.14
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.21.4

@@ -1,0 +1,116 @@
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{Action, Phase, RetryPolicy, StepType};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// A release: ordered steps, each an ordered list of actions run as Jobs.
+/// Its spec is immutable: a new release is a new Deployment.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "stepwise.dev",
+    version = "v1alpha1",
+    kind = "Deployment",
+    namespaced,
+    status = "DeploymentStatus",
+    shortname = "swd",
+    category = "stepwise",
+    doc = "A Stepwise release: ordered steps of actions run as Jobs, with step retries and guided failure.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.currentStep"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".status.currentAction"),
+    printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
+    validation = Rule::new("self.spec.steps.all(s, size(self.metadata.name) + size(s.name) <= 62)").message("each Step is named <deployment>-<step> and that name is a label value: the deployment name plus a step name must be at most 62 characters")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a new release is a new Deployment"))]
+pub struct DeploymentSpec {
+    /// When a step's retries run out: false fails the deployment; true pauses it
+    /// with a `GuidedFailure` condition until a person decides retry, ignore or abort.
+    #[serde(default)]
+    pub guided_failure: bool,
+    /// The default retries condition for every Run step that sets none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// The steps, run in order: each starts only when the one before it succeeded.
+    #[schemars(length(min = 1, max = 50))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("step names must be unique within a deployment"))]
+    pub steps: Vec<DeploymentStep>,
+}
+
+/// One step of a release, as written in the Deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'Run' || size(self.actions) > 0").message("a Run step needs at least one action"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
+pub struct DeploymentStep {
+    /// The step's name, a DNS label unique within the deployment.
+    #[schemars(
+        length(min = 1, max = 61),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// `Run` (default) runs the actions; `ManualIntervention` waits for approval.
+    #[serde(default, rename = "type")]
+    pub type_: StepType,
+    /// What a person should check before approving (ManualIntervention steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub instructions: Option<String>,
+    /// The step's retries condition; overrides the deployment's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// The actions, run in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
+    pub actions: Vec<Action>,
+}
+
+/// What the operator reports about a release.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Pending, Running, Retrying, WaitingForDecision, WaitingForApproval, Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The generation this status describes; -1 until the operator first reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled (kstatus) and GuidedFailure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The step running now (or the one that stopped the release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// The action running now in the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_action: Option<String>,
+    /// The current action's attempt number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// One line a person can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Every step with its phase, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSummary>,
+}
+
+/// A step as seen from its Deployment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSummary {
+    /// The step's name in the Deployment.
+    pub name: String,
+    /// The `Step` object that runs it, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_ref: Option<String>,
+    /// The step's phase; Pending until its Step exists.
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

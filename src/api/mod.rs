@@ -1,0 +1,32 @@
+//! The custom resources: `Deployment` (a release) and `Step` (one step of it),
+//! their retry policy and their status. CEL rules sit next to the field they guard.
+
+mod deployment;
+mod retry;
+mod status;
+mod step;
+
+pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
+pub use retry::{RetryOn, RetryPolicy};
+pub use status::{
+    ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord, Outcome,
+    Phase, StepStatus, condition_types,
+};
+pub use step::{Action, Approval, Step, StepSpec, StepType};
+
+/// API group of every Stepwise kind.
+pub const GROUP: &str = "stepwise.dev";
+/// On a Step (and its Jobs and pods): the Deployment it belongs to.
+pub const LABEL_DEPLOYMENT: &str = "stepwise.dev/deployment";
+/// On a Job and its pod: the Step that owns it.
+pub const LABEL_STEP: &str = "stepwise.dev/step";
+/// On a Job and its pod: the action it runs.
+pub const LABEL_ACTION: &str = "stepwise.dev/action";
+/// On a Job and its pod: the 1-based attempt number.
+pub const LABEL_ATTEMPT: &str = "stepwise.dev/attempt";
+/// Set on a Step waiting in guided failure: `retry`, `ignore` or `abort`.
+pub const ANNOTATION_DECISION: &str = "stepwise.dev/guided-failure-decision";
+/// Set on a ManualIntervention Step: `approved` or `rejected`.
+pub const ANNOTATION_APPROVAL: &str = "stepwise.dev/approval";
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "stepwise";

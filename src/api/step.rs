@@ -1,0 +1,102 @@
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{RetryPolicy, StepStatus};
+
+/// One step of a release: its actions run in order, each attempt as one Job.
+/// The Deployment controller creates Steps; a Step created by hand runs on its own.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "stepwise.dev",
+    version = "v1alpha1",
+    kind = "Step",
+    namespaced,
+    status = "StepStatus",
+    shortname = "sws",
+    category = "stepwise",
+    doc = "One step of a Stepwise release: an ordered list of actions, each run as a batch/v1 Job, with an optional retries condition.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".status.currentAction"),
+    printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
+    printcolumn(name = "Next Retry", type_ = "date", json_path = ".status.nextAttemptAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
+    validation = Rule::new("size(self.metadata.name) <= 63").message("a Step name is used as a label value on its Jobs, so it must be at most 63 characters")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a Step runs exactly what it was created with"))]
+#[x_kube(validation = Rule::new("self.type != 'Run' || size(self.actions) > 0").message("a Run step needs at least one action"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
+pub struct StepSpec {
+    /// `Run` (default) runs the actions; `ManualIntervention` waits for approval.
+    #[serde(default, rename = "type")]
+    pub type_: StepType,
+    /// What a person should check before approving (ManualIntervention steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub instructions: Option<String>,
+    /// The retries condition, already resolved from the Deployment's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryPolicy>,
+    /// When retries run out: false fails the step, true waits for a decision
+    /// (annotation `stepwise.dev/guided-failure-decision`: retry, ignore or abort).
+    #[serde(default)]
+    pub guided_failure: bool,
+    /// The actions, run in order; each one must succeed (or be ignored) before the next starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
+    pub actions: Vec<Action>,
+}
+
+/// The kind of a step.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum StepType {
+    /// Runs the step's actions as Jobs.
+    #[default]
+    Run,
+    /// Waits until a person annotates the Step `stepwise.dev/approval=approved|rejected`.
+    ManualIntervention,
+}
+
+/// One action: a container that runs as a Job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// The action's name, a DNS label unique within its step.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The pod to run, as in a Job. `restartPolicy` is forced to `Never`: the
+    /// operator alone counts attempts.
+    pub template: PodTemplateSpec,
+    /// Upper bound on one attempt's run time; becomes the Job's `activeDeadlineSeconds`.
+    /// An attempt that runs over fails with reason `DeadlineExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// A person's answer to a ManualIntervention step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Approval {
+    Approved,
+    Rejected,
+}
+
+impl Approval {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "approved" => Some(Self::Approved),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The `stepwise` command line: `controller`, `crds`, `version`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+
+use crate::controller::{self, Settings};
+use crate::telemetry::{self, Health, Metrics};
+use crate::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stepwise",
+    version,
+    about = "Runs releases as ordered steps of Jobs, with step retries and guided failure"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the Deployment and Step controllers (kubeconfig from KUBECONFIG, else in-cluster).
+    Controller(ControllerArgs),
+    /// Print the CRDs as YAML (what crds/ holds).
+    Crds,
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (needs only a Role there); all namespaces when unset.
+    #[arg(long, env = "STEPWISE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Elect a leader through a Lease so that only one replica acts.
+    #[arg(long, default_value_t = false)]
+    pub leader_elect: bool,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "stepwise")]
+    pub leader_election_id: String,
+    /// How long a leader's lease lasts without renewal (e.g. 15s, 1m).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// Where /metrics is served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_bind_address: SocketAddr,
+    /// Where /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub health_probe_bind_address: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STEPWISE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Reconciles in flight per controller.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d: kube::core::Duration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 15s: {e}"))?;
+    let d: Duration = d.into();
+    if d < Duration::from_secs(2) {
+        return Err("the lease duration must be at least 2s".into());
+    }
+    Ok(d)
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Crds => {
+            print!("{}", crate::crd::yaml()?);
+            Ok(())
+        }
+        Command::Version => {
+            println!("stepwise {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Controller(args) => run_controller(args).await,
+    }
+}
+
+async fn run_controller(args: ControllerArgs) -> Result<()> {
+    telemetry::init_tracing(args.log_format == LogFormat::Json);
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let server = telemetry::serve(
+        args.metrics_bind_address,
+        args.health_probe_bind_address,
+        metrics.clone(),
+        health.clone(),
+    );
+    let instance = std::env::var("POD_NAME").ok().or_else(hostname);
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        instance: instance.clone(),
+    };
+
+    let work = async {
+        if !args.leader_elect {
+            metrics.leader.set(1);
+            return controller::run(
+                client,
+                settings,
+                metrics.clone(),
+                health.clone(),
+                shutdown_signal(),
+            )
+            .await;
+        }
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(pod_namespace)
+            .unwrap_or_else(|| "default".into());
+        let identity = format!(
+            "{}-{}",
+            instance.unwrap_or_else(|| "stepwise".into()),
+            std::process::id()
+        );
+        let secs = args.lease_duration.as_secs().max(2);
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
+            .with_namespace(&namespace)
+            .with_parameters(LeaseParams::new(identity.clone(), secs, (secs / 3).max(1)))
+            .build()
+            .await
+            .map_err(|e| Error::Lease(e.to_string()))?;
+        let (mut leading, lease_task) = manager.watch().await;
+        tracing::info!(lease = %args.leader_election_id, %namespace, %identity, "waiting to become leader");
+        tokio::select! {
+            _ = leading.wait_for(|l| *l) => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+        tracing::info!("became leader");
+        metrics.leader.set(1);
+        let mut lost = leading.clone();
+        let result = tokio::select! {
+            r = controller::run(client, settings, metrics.clone(), health.clone(), shutdown_signal()) => r,
+            _ = lost.wait_for(|l| !*l) => {
+                // Another replica may act from now on: stop at once, as controller-runtime does.
+                tracing::error!("lost the lease; exiting");
+                std::process::exit(1);
+            }
+        };
+        // Closing the channel makes the lease task release the lease.
+        drop(leading);
+        drop(lost);
+        metrics.leader.set(0);
+        match lease_task.await {
+            Ok(Ok(_)) => tracing::info!("lease released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
+            Err(e) => tracing::warn!(error = %e, "lease task failed"),
+        }
+        result
+    };
+    tokio::select! {
+        r = work => r,
+        r = server => r,
+    }
+}
+
+fn pod_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_kubebuilder_defaults() {
+        let cli = Cli::parse_from(["stepwise", "controller"]);
+        let Command::Controller(a) = cli.command else {
+            panic!()
+        };
+        assert!(!a.leader_elect);
+        assert_eq!(a.leader_election_id, "stepwise");
+        assert_eq!(a.lease_duration, Duration::from_secs(15));
+        assert_eq!(a.metrics_bind_address.to_string(), "0.0.0.0:8080");
+        assert_eq!(a.health_probe_bind_address.to_string(), "0.0.0.0:8081");
+    }
+
+    #[test]
+    fn bad_lease_duration_is_refused() {
+        assert!(Cli::try_parse_from(["stepwise", "controller", "--lease-duration", "1s"]).is_err());
+        assert!(
+            Cli::try_parse_from(["stepwise", "controller", "--lease-duration", "soon"]).is_err()
+        );
+        let cli = Cli::parse_from(["stepwise", "controller", "--lease-duration", "1m"]);
+        let Command::Controller(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.lease_duration, Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,258 @@
+//! The imperative shell: watches, caches, and the two reconcilers. Each
+//! reconcile gathers state from the caches, asks `plan` what to do, and applies it.
+
+pub mod deployment;
+pub mod step;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, future, stream};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::api::{Deployment, LABEL_STEP, Step};
+use crate::telemetry::{Health, Metrics};
+use crate::{Error, KubeContext, Result};
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub steps: Store<Step>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What `stepwise controller` was asked to watch and how hard to work.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch one namespace only; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Reconciles in flight per controller.
+    pub concurrency: u16,
+    /// Identifies this replica in Events.
+    pub instance: Option<String>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
+    let ns = settings.namespace.as_deref();
+    // Fail early and clearly when the CRDs are not installed.
+    let deployments: Api<Deployment> = api(&client, ns);
+    deployments
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .context(|| {
+            "checking that the stepwise.dev CRDs are installed (kubectl apply -f crds/)".into()
+        })?;
+    let steps: Api<Step> = api(&client, ns);
+
+    // Only what reconciles read is kept: the caches hold status, labels and owners.
+    let managed = watcher::Config::default().labels(LABEL_STEP);
+    let (jobs, job_writer) = reflector::store::<Job>();
+    let job_events = reflector::reflector(
+        job_writer,
+        watcher(api::<Job>(&client, ns), managed.clone())
+            .default_backoff()
+            .modify(|j: &mut Job| {
+                j.managed_fields_mut().clear();
+                j.spec = None;
+            }),
+    );
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watcher(api::<Pod>(&client, ns), managed)
+            .default_backoff()
+            .modify(|p: &mut Pod| {
+                p.managed_fields_mut().clear();
+                p.spec = None;
+            }),
+    );
+    // A Job or pod changing (or vanishing) wakes the Step named in its labels.
+    let wake_steps = stream::select(
+        job_events
+            .touched_objects()
+            .filter_map(|r| future::ready(step_of(r))),
+        pod_events
+            .touched_objects()
+            .filter_map(|r| future::ready(step_of(r))),
+    );
+
+    let config = ControllerConfig::default().concurrency(settings.concurrency);
+    let step_controller = Controller::new(steps.clone(), watcher::Config::default())
+        .with_config(config.clone())
+        .reconcile_on(wake_steps);
+    let reporter = Reporter {
+        controller: "stepwise".into(),
+        instance: settings.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        jobs: jobs.clone(),
+        pods: pods.clone(),
+        steps: step_controller.store(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let step_run = step_controller
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(step::reconcile, step::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let deployment_run = Controller::new(deployments, watcher::Config::default())
+        .with_config(config)
+        .owns(steps, watcher::Config::default())
+        .graceful_shutdown_on(stopped(stop_rx))
+        .run(deployment::reconcile, deployment::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let readiness = {
+        let ctx = ctx.clone();
+        async move {
+            let synced = futures::future::join3(
+                ctx.jobs.wait_until_ready(),
+                ctx.pods.wait_until_ready(),
+                ctx.steps.wait_until_ready(),
+            )
+            .await;
+            if let (Ok(()), Ok(()), Ok(())) = synced {
+                tracing::info!("caches synced; reconciling");
+                health.set_ready(true);
+            }
+        }
+    };
+    let stop = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight reconciles");
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(step_run, deployment_run, readiness, stop);
+    Ok(())
+}
+
+fn step_of<K: Resource>(touched: Result<K, watcher::Error>) -> Option<ObjectRef<Step>> {
+    match touched {
+        Ok(obj) => {
+            let step = obj.labels().get(LABEL_STEP)?;
+            Some(ObjectRef::new(step).within(obj.namespace()?.as_str()))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "watch error (retrying with backoff)");
+            None
+        }
+    }
+}
+
+/// Times a reconcile and counts its result.
+pub(crate) fn observe(
+    metrics: &Metrics,
+    controller: &'static str,
+    started: Instant,
+    result: &Result<Action>,
+) {
+    let label = match result {
+        Ok(a) if *a != Action::await_change() => "requeue_after",
+        Ok(_) => "success",
+        Err(_) => "error",
+    };
+    metrics.reconciled(controller, label, started.elapsed());
+}
+
+/// Transient errors retry with a short delay; the controller's own trigger
+/// backoff spaces repeated failures.
+pub(crate) fn retry_later(error: &Error) -> Action {
+    tracing::warn!(%error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+pub(crate) fn now() -> jiff::Timestamp {
+    let t = jiff::Timestamp::now();
+    // Millisecond precision: enough for timing, and stable when round-tripped.
+    jiff::Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t)
+}
+
+pub(crate) fn requeue_at(due: jiff::Timestamp) -> Action {
+    let wait = due.duration_since(now());
+    let ms = u64::try_from(wait.as_millis()).unwrap_or(0);
+    Action::requeue(Duration::from_millis(ms))
+}
+
+/// Writes a whole status with server-side apply under the operator's field
+/// manager: the operator owns `status` and nothing else.
+pub(crate) async fn write_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+    .context(|| format!("writing status of {} {name}", K::kind(&())))?;
+    Ok(())
+}
+
+/// Publishes planned Events; a failure to publish is logged, never fatal.
+pub(crate) async fn publish<K>(ctx: &Context, obj: &K, events: &[crate::plan::PlannedEvent])
+where
+    K: Resource<DynamicType = ()>,
+{
+    use kube::runtime::events::{Event, EventType};
+    let reference = obj.object_ref(&());
+    for e in events {
+        let event = Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.into(),
+            note: Some(e.note.chars().take(1000).collect()),
+            action: e.reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, reason = e.reason, "could not publish event");
+        }
+    }
+}

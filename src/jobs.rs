@@ -1,0 +1,203 @@
+//! From an action and an attempt number to the `batch/v1` Job that runs it.
+//! Pure: the name is a function of (step, action, attempt), so creating an
+//! attempt twice finds the first Job instead of starting a second one.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::api::{LABEL_ACTION, LABEL_ATTEMPT, LABEL_DEPLOYMENT, LABEL_STEP, Step};
+
+const MAX_NAME: usize = 63;
+
+/// `<step>-<action>-<attempt>`, or, when that is over 63 characters, a
+/// truncated prefix plus a hash of the full name, keeping the attempt readable.
+pub fn job_name(step: &str, action: &str, attempt: u32) -> String {
+    let full = format!("{step}-{action}-{attempt}");
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    let digest = Sha256::digest(format!("{step}-{action}").as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = format!("-{hash}-{attempt}");
+    let keep = MAX_NAME - suffix.len();
+    let prefix = full[..keep].trim_end_matches('-');
+    format!("{prefix}{suffix}")
+}
+
+/// The Job for attempt `attempt` (1-based) of the step's action at `action_index`.
+pub fn build(step: &Step, action_index: usize, attempt: u32) -> Result<Job, Error> {
+    let step_name = step.name_any();
+    let action =
+        step.spec.actions.get(action_index).ok_or_else(|| {
+            Error::Invalid(format!("step {step_name} has no action #{action_index}"))
+        })?;
+    let owner = step
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::Invalid(format!("step {step_name} has no uid yet")))?;
+
+    let mut labels = BTreeMap::from([
+        (LABEL_STEP.to_string(), step_name.clone()),
+        (LABEL_ACTION.to_string(), action.name.clone()),
+        (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+    ]);
+    if let Some(d) = step.labels().get(LABEL_DEPLOYMENT) {
+        labels.insert(LABEL_DEPLOYMENT.to_string(), d.clone());
+    }
+
+    let mut template: PodTemplateSpec = action.template.clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    meta.labels
+        .get_or_insert_with(Default::default)
+        .extend(labels.clone());
+    let pod = template.spec.get_or_insert_with(Default::default);
+    // The operator counts attempts; the kubelet must not restart in place.
+    pod.restart_policy = Some("Never".into());
+    restrict(pod);
+
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&step_name, &action.name, attempt)),
+            namespace: step.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: action.timeout_seconds,
+            template,
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// Restricted Pod Security defaults wherever the template leaves the choice open,
+/// so a namespace enforcing `restricted` admits the Jobs as they are.
+fn restrict(pod: &mut k8s_openapi::api::core::v1::PodSpec) {
+    let psc = pod
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    psc.run_as_non_root.get_or_insert(true);
+    psc.seccomp_profile.get_or_insert_with(|| SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        localhost_profile: None,
+    });
+    for c in pod
+        .containers
+        .iter_mut()
+        .chain(pod.init_containers.iter_mut().flatten())
+    {
+        let sc = c
+            .security_context
+            .get_or_insert_with(SecurityContext::default);
+        sc.allow_privilege_escalation.get_or_insert(false);
+        sc.capabilities.get_or_insert_with(|| Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        });
+    }
+}
+
+/// Whether `job` is one of the step's Jobs (owned by it, not merely named like one).
+pub fn owned_by(job: &Job, step: &Step) -> bool {
+    let uid = step.meta().uid.as_deref();
+    job.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Action, StepSpec};
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+    fn step() -> Step {
+        let mut s = Step::new(
+            "shop-1-migrate",
+            StepSpec {
+                actions: vec![Action {
+                    name: "backup".into(),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            annotations: Some(BTreeMap::from([(
+                                "sim.stepwise.dev/exit-code".to_string(),
+                                "3".to_string(),
+                            )])),
+                            ..Default::default()
+                        }),
+                        spec: Some(PodSpec {
+                            containers: vec![Container {
+                                name: "main".into(),
+                                image: Some("busybox".into()),
+                                ..Default::default()
+                            }],
+                            restart_policy: Some("Always".into()),
+                            ..Default::default()
+                        }),
+                    },
+                    timeout_seconds: Some(600),
+                }],
+                ..Default::default()
+            },
+        );
+        s.metadata.namespace = Some("team-a".into());
+        s.metadata.uid = Some("1234".into());
+        s.metadata.labels = Some(BTreeMap::from([(
+            LABEL_DEPLOYMENT.to_string(),
+            "shop-1".to_string(),
+        )]));
+        s
+    }
+
+    #[test]
+    fn names_are_deterministic_and_fit() {
+        assert_eq!(
+            job_name("shop-1-migrate", "backup", 2),
+            "shop-1-migrate-backup-2"
+        );
+        let long = "s".repeat(60);
+        let a = job_name(&long, "action", 10);
+        assert!(a.len() <= 63, "{a}");
+        assert!(a.ends_with("-10"));
+        assert_eq!(a, job_name(&long, "action", 10));
+        assert_ne!(a, job_name(&long, "action2", 10));
+        assert_ne!(job_name(&long, "x", 1), job_name(&long, "y", 1));
+    }
+
+    #[test]
+    fn job_matches_golden() {
+        let job = build(&step(), 0, 2).unwrap();
+        insta::assert_yaml_snapshot!(job);
+    }
+
+    #[test]
+    fn template_choices_win_over_restricted_defaults() {
+        let mut s = step();
+        let pod = s.spec.actions[0].template.spec.as_mut().unwrap();
+        pod.security_context = Some(PodSecurityContext {
+            run_as_non_root: Some(false),
+            ..Default::default()
+        });
+        let job = build(&s, 0, 1).unwrap();
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(false));
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    }
+
+    #[test]
+    fn missing_action_or_uid_is_an_error() {
+        assert!(build(&step(), 5, 1).is_err());
+        let mut s = step();
+        s.metadata.uid = None;
+        assert!(build(&s, 0, 1).is_err());
+    }
+}

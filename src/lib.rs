@@ -1,0 +1,59 @@
+//! Stepwise: releases as ordered steps of Jobs, with step retries and guided failure.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod crd;
+pub mod jobs;
+pub mod plan;
+pub mod retry;
+pub mod status;
+pub mod telemetry;
+
+/// The crate's one error type. Every variant says what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API error while {context}: {source}")]
+    Kube {
+        context: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot load the Kubernetes client configuration: {0}")]
+    Config(String),
+    #[error("invalid object: {0}")]
+    Invalid(String),
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot render YAML: {0}")]
+    Yaml(String),
+    #[error("cannot serve {what} on {address}: {source}")]
+    Serve {
+        what: &'static str,
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds what was being done to a kube error.
+pub trait KubeContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> KubeContext<T> for std::result::Result<T, kube::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Kube {
+            context: what(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,37 @@
+//! The decision core: given what is on the cluster and the time, what happens
+//! next. Pure functions, no client, no clock, no I/O; the controllers gather
+//! observations, call these and apply the result.
+
+pub mod deployment;
+pub mod step;
+
+/// An Event the controller should publish about the object it reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    /// PascalCase, e.g. `AttemptFailed`, `RetryScheduled`.
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl PlannedEvent {
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason,
+            note: note.into(),
+        }
+    }
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
+/// Formats a time the way messages show it: UTC, to the second.
+pub(crate) fn clock(t: jiff::Timestamp) -> String {
+    t.strftime("%H:%M:%SZ").to_string()
+}

@@ -1,0 +1,630 @@
+//! What a Step does next.
+//!
+//! The Step's Jobs are the source of truth; its status adds only what Jobs
+//! cannot say (when the operator first saw a failure, which decisions a person
+//! made). The actions are walked in order; the first one that is not done
+//! decides the step:
+//!
+//! | action's latest attempt            | condition                               | result                                                  |
+//! |------------------------------------|-----------------------------------------|---------------------------------------------------------|
+//! | none                               |                                         | create attempt 1; Running                               |
+//! | Running                            | its Job exists                          | Running, nothing to do                                  |
+//! | Running                            | its Job is gone                         | attempt Failed (JobDeleted), then as Failed below       |
+//! | Succeeded                          |                                         | next action (all done: step Succeeded)                  |
+//! | Failed k                           | retryable, k < 1 + limit, now < due     | Retrying; `nextAttemptAt` = first seen + delay; requeue |
+//! | Failed k                           | retryable, k < 1 + limit, now >= due    | create attempt k + 1; Running                           |
+//! | Failed k                           | recorded decision Retry for k, no annotation | create attempt k + 1; Running                      |
+//! | Failed k                           | recorded decision Ignore for k          | action Ignored; next action                             |
+//! | Failed k                           | recorded decision Abort for k           | step Failed (Aborted)                                   |
+//! | Failed k                           | exhausted, guided failure off           | step Failed (RetriesExhausted)                          |
+//! | Failed k                           | exhausted, guided, no decision          | WaitingForDecision, GuidedFailure=True                  |
+//! | Failed k                           | exhausted, guided, valid annotation     | record decision for k, remove annotation, requeue       |
+//! | Failed k                           | exhausted, guided, unknown annotation   | WaitingForDecision, message names the bad value         |
+//! | any                                | decision annotation, nothing to decide  | remove annotation, Warning event                        |
+//!
+//! A recorded decision is acted on only once its annotation is gone, and an
+//! annotation met while the failure already has a recorded decision is removed
+//! unread: a crash between recording and removing can neither lose a decision
+//! nor apply it twice.
+//!
+//! ManualIntervention steps: recorded approval decides; else a valid
+//! `stepwise.dev/approval` annotation is recorded (approved: Succeeded,
+//! rejected: Failed) and removed; else WaitingForApproval.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+use super::{PlannedEvent, clock};
+use crate::api::{
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
+    AttemptStatus, Decision, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
+};
+use crate::retry;
+use crate::status::{GuidedFailure, Health, conditions};
+
+/// An attempt is known by its action's name and its 1-based number.
+pub type AttemptKey = (String, u32);
+
+/// What the controller saw of one attempt's Job (and its pod).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    pub name: String,
+    pub created_at: Option<Timestamp>,
+    pub state: JobState,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    Succeeded {
+        finished_at: Option<Timestamp>,
+    },
+    Failed {
+        finished_at: Option<Timestamp>,
+        /// `Error`, `OOMKilled`, `DeadlineExceeded`, `BackoffLimitExceeded`, ...
+        reason: String,
+        exit_code: Option<i32>,
+        message: String,
+    },
+}
+
+/// Everything the planner reads.
+#[derive(Clone, Debug, Default)]
+pub struct StepObservation<'a> {
+    /// The Step's name; Job names derive from it.
+    pub step_name: &'a str,
+    pub generation: Option<i64>,
+    /// Stable per Step (its uid): spreads jitter between steps.
+    pub seed: &'a str,
+    /// The status as last written (default when none).
+    pub previous: StepStatus,
+    /// The Step's Jobs found on the cluster.
+    pub jobs: BTreeMap<AttemptKey, JobView>,
+    pub decision_annotation: Option<&'a str>,
+    pub approval_annotation: Option<&'a str>,
+}
+
+/// Ask to create the Job of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateJob {
+    pub action: usize,
+    pub attempt: u32,
+}
+
+/// What to do, in the order the controller applies it: create the Job, write
+/// the status, remove the annotation, publish the events, requeue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepPlan {
+    pub create: Option<CreateJob>,
+    pub status: StepStatus,
+    pub remove_annotation: Option<&'static str>,
+    pub events: Vec<PlannedEvent>,
+    /// Wake up at this time even if nothing changes (a retry's due time).
+    pub requeue_at: Option<Timestamp>,
+    /// Reconcile again right away (a decision was recorded, its effect follows).
+    pub requeue_now: bool,
+}
+
+pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepPlan {
+    let mut p = Planner {
+        spec,
+        obs,
+        now,
+        events: Vec::new(),
+        create: None,
+        remove_annotation: None,
+        requeue_at: None,
+        requeue_now: false,
+        decisions: obs.previous.decisions.clone(),
+        approval: obs.previous.approval.clone(),
+    };
+    let mut actions = p.merge_attempts();
+    let verdict = match spec.type_ {
+        StepType::Run => {
+            let v = p.walk(&mut actions);
+            // Nothing to decide right now: the annotation is stale or early.
+            if obs.decision_annotation.is_some()
+                && p.remove_annotation.is_none()
+                && !v.waiting_for_decision
+            {
+                p.ignore_decision_annotation();
+            }
+            v
+        }
+        StepType::ManualIntervention => p.manual(),
+    };
+    p.finish(actions, verdict)
+}
+
+/// Where the step stands after the walk.
+struct Verdict {
+    phase: Phase,
+    reason: String,
+    message: String,
+    current: Option<usize>,
+    next_attempt_at: Option<Timestamp>,
+    waiting_for_decision: bool,
+}
+
+impl Verdict {
+    fn new(phase: Phase, reason: &str, message: String, current: Option<usize>) -> Self {
+        Self {
+            phase,
+            reason: reason.to_string(),
+            message,
+            current,
+            next_attempt_at: None,
+            waiting_for_decision: false,
+        }
+    }
+}
+
+struct Planner<'s, 'o> {
+    spec: &'s StepSpec,
+    obs: &'o StepObservation<'o>,
+    now: Timestamp,
+    events: Vec<PlannedEvent>,
+    create: Option<CreateJob>,
+    remove_annotation: Option<&'static str>,
+    requeue_at: Option<Timestamp>,
+    requeue_now: bool,
+    decisions: Vec<DecisionRecord>,
+    approval: Option<ApprovalRecord>,
+}
+
+impl Planner<'_, '_> {
+    /// Folds the Jobs on the cluster into the recorded attempts. A recorded
+    /// outcome never regresses: a cache a moment behind cannot undo a failure.
+    fn merge_attempts(&mut self) -> Vec<ActionStatus> {
+        let mut out = Vec::with_capacity(self.spec.actions.len());
+        for action in &self.spec.actions {
+            let mut status = self
+                .obs
+                .previous
+                .actions
+                .iter()
+                .find(|a| a.name == action.name)
+                .cloned()
+                .unwrap_or_else(|| ActionStatus {
+                    name: action.name.clone(),
+                    ..Default::default()
+                });
+            status.next_attempt_at = None;
+            for ((name, number), job) in self.obs.jobs.range((action.name.clone(), 0)..) {
+                if *name != action.name {
+                    break;
+                }
+                let idx = match status.attempts.iter().position(|a| a.number == *number) {
+                    Some(i) => i,
+                    None => {
+                        status.attempts.push(AttemptStatus {
+                            number: *number,
+                            job: job.name.clone(),
+                            started_at: job.created_at,
+                            ..Default::default()
+                        });
+                        status.attempts.len() - 1
+                    }
+                };
+                let attempt = &mut status.attempts[idx];
+                if attempt.outcome != Outcome::Running {
+                    continue;
+                }
+                attempt.job.clone_from(&job.name);
+                if attempt.started_at.is_none() {
+                    attempt.started_at = job.created_at;
+                }
+                match &job.state {
+                    JobState::Running => {}
+                    JobState::Succeeded { finished_at } => {
+                        attempt.outcome = Outcome::Succeeded;
+                        attempt.finished_at = finished_at.or(Some(self.now));
+                    }
+                    JobState::Failed {
+                        finished_at,
+                        reason,
+                        exit_code,
+                        message,
+                    } => {
+                        attempt.outcome = Outcome::Failed;
+                        attempt.finished_at = finished_at.or(Some(self.now));
+                        attempt.reason = Some(reason.clone());
+                        attempt.exit_code = *exit_code;
+                        attempt.message = Some(message.clone());
+                        self.events.push(PlannedEvent::warning(
+                            "AttemptFailed",
+                            format!(
+                                "action {} attempt {} failed: {}",
+                                action.name,
+                                number,
+                                describe(attempt)
+                            ),
+                        ));
+                    }
+                }
+            }
+            for attempt in &mut status.attempts {
+                let key = (action.name.clone(), attempt.number);
+                if attempt.outcome == Outcome::Running && !self.obs.jobs.contains_key(&key) {
+                    attempt.outcome = Outcome::Failed;
+                    attempt.finished_at = Some(self.now);
+                    attempt.reason = Some("JobDeleted".into());
+                    attempt.message = Some(format!(
+                        "Job {} was deleted before it finished",
+                        attempt.job
+                    ));
+                    self.events.push(PlannedEvent::warning(
+                        "AttemptFailed",
+                        format!(
+                            "action {} attempt {}: Job {} was deleted before it finished",
+                            action.name, attempt.number, attempt.job
+                        ),
+                    ));
+                }
+                if attempt.outcome == Outcome::Failed && attempt.failure_seen_at.is_none() {
+                    attempt.failure_seen_at = Some(self.now);
+                }
+            }
+            status.attempts.sort_by_key(|a| a.number);
+            out.push(status);
+        }
+        out
+    }
+
+    fn walk(&mut self, actions: &mut [ActionStatus]) -> Verdict {
+        let decision = self
+            .obs
+            .decision_annotation
+            .map(|v| (v, Decision::parse(v)));
+        let total = actions.len();
+        for (i, action) in actions.iter_mut().enumerate() {
+            let name = action.name.clone();
+            if self.decided(&name, Decision::Ignore).is_some() {
+                action.phase = ActionPhase::Ignored;
+                if decision.is_some() && self.answered_last(action) {
+                    // The recorded ignore's annotation, still there after a crash.
+                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                }
+                continue;
+            }
+            let Some(last) = action.attempts.last().cloned() else {
+                return self.start(action, i, 1);
+            };
+            match last.outcome {
+                Outcome::Running => {
+                    action.phase = ActionPhase::Running;
+                    let msg = format!(
+                        "action {name} ({}/{total}) attempt {} running",
+                        i + 1,
+                        last.number
+                    );
+                    return Verdict::new(Phase::Running, "Running", msg, Some(i));
+                }
+                Outcome::Succeeded => {
+                    action.phase = ActionPhase::Succeeded;
+                    continue;
+                }
+                Outcome::Failed => {}
+            }
+            let k = last.number;
+            let policy = self.spec.retries.as_ref();
+            let allowed = retry::automatic_attempts(policy, &last);
+            let seen = last.failure_seen_at.unwrap_or(self.now);
+            if let (true, Some(policy)) = (k < allowed, policy) {
+                let due = seen + retry::delay_after(policy, k, self.obs.seed, &name);
+                if self.now >= due {
+                    return self.start(action, i, k + 1);
+                }
+                action.phase = ActionPhase::Retrying;
+                action.next_attempt_at = Some(due);
+                self.requeue_at = Some(due);
+                if self
+                    .obs
+                    .previous
+                    .actions
+                    .iter()
+                    .all(|a| a.name != name || a.next_attempt_at != Some(due))
+                {
+                    self.events.push(PlannedEvent::normal(
+                        "RetryScheduled",
+                        format!("action {name} attempt {} at {}", k + 1, clock(due)),
+                    ));
+                }
+                let msg = format!(
+                    "attempt {k} of {allowed} failed: {}; retrying at {}",
+                    describe(&last),
+                    clock(due)
+                );
+                let mut v = Verdict::new(Phase::Retrying, "Retrying", msg, Some(i));
+                v.next_attempt_at = Some(due);
+                return v;
+            }
+            let answered = self.answer_for(&name, k);
+            if let Some(d) = answered {
+                if decision.is_some() {
+                    // Recorded but the annotation is still there: remove it before acting.
+                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                    let msg = format!(
+                        "decision {} for action {name} recorded; applying",
+                        d.as_str()
+                    );
+                    return Verdict::new(
+                        Phase::WaitingForDecision,
+                        "DecisionRecorded",
+                        msg,
+                        Some(i),
+                    );
+                }
+                match d {
+                    Decision::Retry => return self.start(action, i, k + 1),
+                    Decision::Abort => {
+                        action.phase = ActionPhase::Failed;
+                        let msg = format!(
+                            "aborted by decision after action {name} failed: {}",
+                            describe(&last)
+                        );
+                        return Verdict::new(Phase::Failed, "Aborted", msg, Some(i));
+                    }
+                    // Ignore was handled at the top of the loop.
+                    Decision::Ignore => continue,
+                }
+            }
+            action.phase = ActionPhase::Failed;
+            if !self.spec.guided_failure {
+                let msg = format!(
+                    "action {name} failed after {k} attempt{}: {}",
+                    plural(k),
+                    describe(&last)
+                );
+                let reason = if k > 1 {
+                    "RetriesExhausted"
+                } else {
+                    "ActionFailed"
+                };
+                return Verdict::new(Phase::Failed, reason, msg, Some(i));
+            }
+            action.phase = ActionPhase::WaitingForDecision;
+            if let Some((raw, parsed)) = decision {
+                if let Some(d) = parsed {
+                    self.decisions.push(DecisionRecord {
+                        action: name.clone(),
+                        attempt: k,
+                        decision: d,
+                        decided_at: self.now,
+                    });
+                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                    self.requeue_now = true;
+                    self.events.push(PlannedEvent::normal(
+                        "DecisionApplied",
+                        format!("{} after action {name} attempt {k} failed", d.as_str()),
+                    ));
+                    let msg = format!(
+                        "decision {} for action {name} recorded; applying",
+                        d.as_str()
+                    );
+                    return Verdict::new(
+                        Phase::WaitingForDecision,
+                        "DecisionRecorded",
+                        msg,
+                        Some(i),
+                    );
+                }
+                let msg = format!(
+                    "action {name} failed after {k} attempt{}: {}; unknown decision {raw:?} ignored: set {ANNOTATION_DECISION} to retry, ignore or abort",
+                    plural(k),
+                    describe(&last)
+                );
+                let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
+                v.waiting_for_decision = true;
+                return v;
+            }
+            if self.obs.previous.phase != Some(Phase::WaitingForDecision) {
+                self.events.push(PlannedEvent::warning(
+                    "GuidedFailure",
+                    format!(
+                        "action {name} failed after {k} attempt{}; waiting for a decision",
+                        plural(k)
+                    ),
+                ));
+            }
+            let msg = format!(
+                "action {name} failed after {k} attempt{}: {}; waiting for a decision: set {ANNOTATION_DECISION} to retry, ignore or abort",
+                plural(k),
+                describe(&last)
+            );
+            let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
+            v.waiting_for_decision = true;
+            return v;
+        }
+        let msg = format!("all {total} action{} done", plural(total as u32));
+        Verdict::new(Phase::Succeeded, "Succeeded", msg, None)
+    }
+
+    fn start(&mut self, action: &mut ActionStatus, index: usize, attempt: u32) -> Verdict {
+        let name = action.name.clone();
+        action.phase = ActionPhase::Running;
+        action.attempts.push(AttemptStatus {
+            number: attempt,
+            job: crate::jobs::job_name(self.obs.step_name, &name, attempt),
+            started_at: Some(self.now),
+            ..Default::default()
+        });
+        self.create = Some(CreateJob {
+            action: index,
+            attempt,
+        });
+        self.events.push(PlannedEvent::normal(
+            "AttemptStarted",
+            format!("action {name} attempt {attempt}"),
+        ));
+        let total = self.spec.actions.len();
+        let msg = format!(
+            "action {name} ({}/{total}) attempt {attempt} running",
+            index + 1
+        );
+        Verdict::new(Phase::Running, "Running", msg, Some(index))
+    }
+
+    fn ignore_decision_annotation(&mut self) {
+        self.remove_annotation = Some(ANNOTATION_DECISION);
+        self.events.push(PlannedEvent::warning(
+            "DecisionIgnored",
+            format!(
+                "{ANNOTATION_DECISION}={:?} ignored: the step is not waiting for a decision",
+                self.obs.decision_annotation.unwrap_or_default()
+            ),
+        ));
+    }
+
+    fn manual(&mut self) -> Verdict {
+        if self.obs.decision_annotation.is_some() {
+            self.ignore_decision_annotation();
+        }
+        let raw = self.obs.approval_annotation;
+        if self.approval.is_none()
+            && let Some(a) = raw.and_then(Approval::parse)
+        {
+            self.approval = Some(ApprovalRecord {
+                approval: a,
+                decided_at: self.now,
+            });
+            let (reason, word) = match a {
+                Approval::Approved => ("Approved", "approved"),
+                Approval::Rejected => ("Rejected", "rejected"),
+            };
+            self.events.push(PlannedEvent::normal(
+                reason,
+                format!("manual intervention {word}"),
+            ));
+        }
+        match (&self.approval, raw) {
+            (Some(record), raw) => {
+                if raw.is_some() {
+                    self.remove_annotation = Some(ANNOTATION_APPROVAL);
+                }
+                match record.approval {
+                    Approval::Approved => {
+                        Verdict::new(Phase::Succeeded, "Approved", "approved".into(), None)
+                    }
+                    Approval::Rejected => Verdict::new(
+                        Phase::Failed,
+                        "Rejected",
+                        "rejected by a person".into(),
+                        None,
+                    ),
+                }
+            }
+            (None, Some(bad)) => Verdict::new(
+                Phase::WaitingForApproval,
+                "WaitingForApproval",
+                format!(
+                    "unknown approval {bad:?} ignored: set {ANNOTATION_APPROVAL} to approved or rejected"
+                ),
+                None,
+            ),
+            (None, None) => Verdict::new(
+                Phase::WaitingForApproval,
+                "WaitingForApproval",
+                match &self.spec.instructions {
+                    Some(i) => format!("waiting for approval: {i}"),
+                    None => format!(
+                        "waiting for approval: set {ANNOTATION_APPROVAL} to approved or rejected"
+                    ),
+                },
+                None,
+            ),
+        }
+    }
+
+    fn answer_for(&self, action: &str, attempt: u32) -> Option<Decision> {
+        self.decisions
+            .iter()
+            .rev()
+            .find(|d| d.action == action && d.attempt == attempt)
+            .map(|d| d.decision)
+    }
+
+    fn answered_last(&self, action: &ActionStatus) -> bool {
+        action
+            .attempts
+            .last()
+            .is_some_and(|a| self.answer_for(&action.name, a.number).is_some())
+    }
+
+    fn decided(&self, action: &str, decision: Decision) -> Option<&DecisionRecord> {
+        self.decisions
+            .iter()
+            .find(|d| d.action == action && d.decision == decision)
+    }
+
+    fn finish(mut self, actions: Vec<ActionStatus>, v: Verdict) -> StepPlan {
+        if v.phase.is_terminal() && self.obs.previous.phase != Some(v.phase) {
+            self.events.push(if v.phase == Phase::Succeeded {
+                PlannedEvent::normal("StepSucceeded", v.message.clone())
+            } else {
+                PlannedEvent::warning("StepFailed", v.message.clone())
+            });
+        }
+        let previous = &self.obs.previous;
+        let guided_failure = self.spec.guided_failure.then(|| GuidedFailure {
+            active: v.waiting_for_decision,
+            reason: if v.waiting_for_decision {
+                "RetriesExhausted".into()
+            } else if self.decisions.is_empty() {
+                "NotTriggered".into()
+            } else {
+                "DecisionApplied".into()
+            },
+            message: if v.waiting_for_decision {
+                v.message.clone()
+            } else {
+                String::new()
+            },
+        });
+        let health = Health {
+            phase: v.phase,
+            reason: v.reason,
+            message: v.message.clone(),
+            guided_failure,
+        };
+        let current = v.current.and_then(|i| actions.get(i));
+        let status = StepStatus {
+            phase: Some(v.phase),
+            observed_generation: self.obs.generation,
+            conditions: conditions(&health, &previous.conditions, self.obs.generation, self.now),
+            current_action: current.map(|a| a.name.clone()),
+            attempt: current.and_then(|a| a.attempts.last()).map(|a| a.number),
+            next_attempt_at: v.next_attempt_at,
+            message: Some(v.message),
+            decisions: self.decisions,
+            approval: self.approval,
+            actions,
+        };
+        StepPlan {
+            create: self.create,
+            status,
+            remove_annotation: self.remove_annotation,
+            events: self.events,
+            requeue_at: self.requeue_at,
+            requeue_now: self.requeue_now,
+        }
+    }
+}
+
+/// "exit code 1 (Error)" or the reason and message when no code is known.
+pub fn describe(a: &AttemptStatus) -> String {
+    let reason = a.reason.as_deref().unwrap_or("Failed");
+    match (a.exit_code, a.message.as_deref()) {
+        (Some(code), _) => format!("exit code {code} ({reason})"),
+        (None, Some(m)) if !m.is_empty() => format!("{reason}: {m}"),
+        _ => reason.to_string(),
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests;

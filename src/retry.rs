@@ -1,0 +1,150 @@
+//! The retry policy as arithmetic: whether a failure is worth retrying, and
+//! how long to wait before the next attempt. Pure, so the planner and its
+//! tests agree on every number.
+
+use jiff::SignedDuration;
+use sha2::{Digest, Sha256};
+
+use crate::api::{AttemptStatus, RetryPolicy};
+
+/// How many attempts the policy allows without a person, for a failure like `failed`.
+pub fn automatic_attempts(policy: Option<&RetryPolicy>, failed: &AttemptStatus) -> u32 {
+    match policy {
+        Some(p) if p.enabled && is_retryable(p, failed) => 1 + p.limit,
+        _ => 1,
+    }
+}
+
+/// A failure is retryable unless `retryOn` narrows retries and the failure matches none of it.
+pub fn is_retryable(policy: &RetryPolicy, failed: &AttemptStatus) -> bool {
+    let Some(on) = &policy.retry_on else {
+        return true;
+    };
+    let code_matches = failed
+        .exit_code
+        .is_some_and(|code| on.exit_codes.contains(&code));
+    let reason_matches = failed
+        .reason
+        .as_deref()
+        .is_some_and(|r| on.reasons.iter().any(|x| x == r));
+    code_matches || reason_matches
+}
+
+/// The wait after the `failed_attempt`-th failure (1-based) before the next attempt.
+/// `seed` makes jitter differ between steps yet stay the same on every
+/// evaluation, so a restarted operator computes the same schedule.
+pub fn delay_after(
+    policy: &RetryPolicy,
+    failed_attempt: u32,
+    seed: &str,
+    action: &str,
+) -> SignedDuration {
+    let base_ms = f64::from(policy.delay_seconds) * 1000.0;
+    let factor = policy.backoff_factor.unwrap_or(1.0).max(1.0);
+    let exponent = i32::try_from(failed_attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+    let mut ms = base_ms * factor.powi(exponent);
+    if let Some(max) = policy.max_delay_seconds {
+        ms = ms.min(f64::from(max) * 1000.0);
+    }
+    if let Some(pct) = policy.jitter_percent.filter(|p| *p > 0) {
+        ms += ms * f64::from(pct.min(100)) / 100.0 * unit_fraction(seed, action, failed_attempt);
+    }
+    // Capped at a day, the schema's largest delay, so the cast is exact.
+    SignedDuration::from_millis(ms.clamp(0.0, 86_400_000.0).round() as i64)
+}
+
+/// A number in [0, 1) derived from its inputs alone.
+fn unit_fraction(seed: &str, action: &str, attempt: u32) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(seed.as_bytes())
+        .chain_update([0])
+        .chain_update(action.as_bytes())
+        .chain_update(attempt.to_be_bytes())
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Outcome, RetryOn};
+
+    fn failed(code: Option<i32>, reason: &str) -> AttemptStatus {
+        AttemptStatus {
+            number: 1,
+            outcome: Outcome::Failed,
+            exit_code: code,
+            reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn default_policy_waits_fifteen_seconds_three_times() {
+        let p = RetryPolicy::default();
+        assert_eq!(automatic_attempts(Some(&p), &failed(Some(1), "Error")), 4);
+        for k in 1..=3 {
+            assert_eq!(
+                delay_after(&p, k, "uid", "a"),
+                SignedDuration::from_secs(15)
+            );
+        }
+    }
+
+    #[test]
+    fn no_policy_or_disabled_means_one_attempt() {
+        let f = failed(Some(1), "Error");
+        assert_eq!(automatic_attempts(None, &f), 1);
+        let p = RetryPolicy {
+            enabled: false,
+            ..Default::default()
+        };
+        assert_eq!(automatic_attempts(Some(&p), &f), 1);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            delay_seconds: 2,
+            backoff_factor: Some(2.0),
+            max_delay_seconds: Some(5),
+            ..Default::default()
+        };
+        let secs: Vec<i64> = (1..=4)
+            .map(|k| delay_after(&p, k, "s", "a").as_millis() as i64)
+            .collect();
+        assert_eq!(secs, vec![2000, 4000, 5000, 5000]);
+    }
+
+    #[test]
+    fn jitter_only_lengthens_and_is_stable() {
+        let p = RetryPolicy {
+            delay_seconds: 10,
+            jitter_percent: Some(50),
+            ..Default::default()
+        };
+        for k in 1..=10 {
+            let d = delay_after(&p, k, "seed", "a");
+            assert!(d >= SignedDuration::from_secs(10) && d <= SignedDuration::from_secs(15));
+            assert_eq!(d, delay_after(&p, k, "seed", "a"));
+        }
+        assert_ne!(delay_after(&p, 1, "x", "a"), delay_after(&p, 1, "y", "a"));
+    }
+
+    #[test]
+    fn retry_on_narrows_what_is_retried() {
+        let p = RetryPolicy {
+            retry_on: Some(RetryOn {
+                exit_codes: vec![75],
+                reasons: vec!["DeadlineExceeded".into()],
+            }),
+            ..Default::default()
+        };
+        assert!(is_retryable(&p, &failed(Some(75), "Error")));
+        assert!(is_retryable(&p, &failed(None, "DeadlineExceeded")));
+        assert!(!is_retryable(&p, &failed(Some(1), "Error")));
+        assert_eq!(automatic_attempts(Some(&p), &failed(Some(1), "Error")), 1);
+    }
+}

@@ -1,0 +1,338 @@
+//! Logs, metrics and probes: tracing setup, the Prometheus registry, and the
+//! HTTP endpoints `/metrics`, `/healthz` and `/readyz`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::{
+    counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
+};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::{EnvFilter, prelude::*};
+
+use crate::api::{Decision, Phase};
+use crate::{Error, Result};
+
+/// Text logs for people, JSON for log pipelines. `RUST_LOG` filters (default `info`).
+pub fn init_tracing(json: bool) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .init();
+    } else {
+        registry.with(tracing_subscriber::fmt::layer()).init();
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub controller: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabel {
+    pub controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabel {
+    pub decision: DecisionValue,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DecisionValue {
+    retry,
+    ignore,
+    abort,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: &'static str,
+}
+
+/// Every metric the operator exports. Names of the reconcile metrics follow
+/// controller-runtime, so existing dashboards work.
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconcile_total: Family<ReconcileLabels, Counter>,
+    pub reconcile_errors: Family<ControllerLabel, Counter>,
+    pub reconcile_time: Family<ControllerLabel, Histogram>,
+    pub attempts: Family<ResultLabel, Counter>,
+    pub retries_scheduled: Counter,
+    pub guided_failures: Counter,
+    pub decisions: Family<DecisionLabel, Counter>,
+    pub retry_delay_error: Histogram,
+    pub deployments: Family<PhaseLabel, Gauge>,
+    pub leader: Gauge,
+    phases: Mutex<HashMap<String, Phase>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reconcile_total = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "controller_runtime_reconcile",
+            "Reconciliations per controller and result (success, error, requeue_after)",
+            reconcile_total.clone(),
+        );
+        let reconcile_errors = Family::<ControllerLabel, Counter>::default();
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Reconciliations that returned an error",
+            reconcile_errors.clone(),
+        );
+        let reconcile_time = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+        });
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Time spent in one reconciliation",
+            reconcile_time.clone(),
+        );
+        let attempts = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "stepwise_action_attempts",
+            "Action attempts by result (started, succeeded, failed)",
+            attempts.clone(),
+        );
+        let retries_scheduled = Counter::default();
+        registry.register(
+            "stepwise_retries_scheduled",
+            "Retries scheduled after a failed attempt",
+            retries_scheduled.clone(),
+        );
+        let guided_failures = Counter::default();
+        registry.register(
+            "stepwise_guided_failures",
+            "Steps that ran out of retries and now wait for a decision",
+            guided_failures.clone(),
+        );
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        registry.register(
+            "stepwise_decisions",
+            "Guided-failure decisions applied",
+            decisions.clone(),
+        );
+        let retry_delay_error =
+            Histogram::new([-0.1, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]);
+        registry.register(
+            "stepwise_retry_delay_error_seconds",
+            "Observed minus configured wait before a retry's Job was created",
+            retry_delay_error.clone(),
+        );
+        let deployments = Family::<PhaseLabel, Gauge>::default();
+        registry.register(
+            "stepwise_deployments",
+            "Deployments by phase, as last reconciled",
+            deployments.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader_election_master_status",
+            "1 while this replica holds the lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_time,
+            attempts,
+            retries_scheduled,
+            guided_failures,
+            decisions,
+            retry_delay_error,
+            deployments,
+            leader,
+            phases: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, controller: &'static str, result: &'static str, took: Duration) {
+        self.reconcile_total
+            .get_or_create(&ReconcileLabels { controller, result })
+            .inc();
+        if result == "error" {
+            self.reconcile_errors
+                .get_or_create(&ControllerLabel { controller })
+                .inc();
+        }
+        self.reconcile_time
+            .get_or_create(&ControllerLabel { controller })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn decision(&self, d: Decision) {
+        let decision = match d {
+            Decision::Retry => DecisionValue::retry,
+            Decision::Ignore => DecisionValue::ignore,
+            Decision::Abort => DecisionValue::abort,
+        };
+        self.decisions
+            .get_or_create(&DecisionLabel { decision })
+            .inc();
+    }
+
+    pub fn attempt(&self, result: &'static str) {
+        self.attempts.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Records a deployment's phase (None: deleted) and refreshes the gauge.
+    pub fn deployment_phase(&self, key: String, phase: Option<Phase>) {
+        let Ok(mut phases) = self.phases.lock() else {
+            return;
+        };
+        match phase {
+            Some(p) => phases.insert(key, p),
+            None => phases.remove(&key),
+        };
+        let mut counts: HashMap<Phase, i64> = HashMap::new();
+        for p in phases.values() {
+            *counts.entry(*p).or_default() += 1;
+        }
+        for p in [
+            Phase::Pending,
+            Phase::Running,
+            Phase::Retrying,
+            Phase::WaitingForDecision,
+            Phase::WaitingForApproval,
+            Phase::Succeeded,
+            Phase::Failed,
+        ] {
+            self.deployments
+                .get_or_create(&PhaseLabel { phase: p.as_str() })
+                .set(counts.get(&p).copied().unwrap_or(0));
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// What the probes report.
+#[derive(Default)]
+pub struct Health {
+    /// Caches synced and the CRDs served.
+    pub ready: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// Serves `/metrics` on one address and the probes on another (they may be equal).
+pub async fn serve(
+    metrics_addr: SocketAddr,
+    probe_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> Result<()> {
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(metrics);
+    let probe_app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(health);
+    if metrics_addr == probe_addr {
+        return serve_one(
+            metrics_addr,
+            "metrics and probes",
+            metrics_app.merge(probe_app),
+        )
+        .await;
+    }
+    tokio::try_join!(
+        serve_one(metrics_addr, "metrics", metrics_app),
+        serve_one(probe_addr, "probes", probe_app),
+    )?;
+    Ok(())
+}
+
+async fn serve_one(address: SocketAddr, what: &'static str, app: Router) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Serve {
+            what,
+            address: address.to_string(),
+            source,
+        })?;
+    tracing::info!(%address, "serving {what}");
+    axum::serve(listener, app)
+        .await
+        .map_err(|source| Error::Serve {
+            what,
+            address: address.to_string(),
+            source,
+        })
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}
+
+async fn ready_handler(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_controller_runtime_names() {
+        let m = Metrics::default();
+        m.reconciled("step", "success", Duration::from_millis(3));
+        m.attempt("started");
+        m.decision(Decision::Retry);
+        m.deployment_phase("ns/a".into(), Some(Phase::Running));
+        let text = m.encode();
+        for name in [
+            "controller_runtime_reconcile_total{controller=\"step\",result=\"success\"} 1",
+            "controller_runtime_reconcile_time_seconds_bucket",
+            "stepwise_action_attempts_total{result=\"started\"} 1",
+            "stepwise_decisions_total{decision=\"retry\"} 1",
+            "stepwise_deployments{phase=\"Running\"} 1",
+            "leader_election_master_status 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}
