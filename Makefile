@@ -20,11 +20,11 @@ cluster-down: ## stop exactly what `make cluster` started and remove its state
 build: ## build the operator and the kubectl plugin (release)
 	cargo build --release --bins
 
-test: tools build ## unit + integration tests; starts the local cluster when none runs, stops what it started
-	scripts/with-cluster.sh cargo test --release --all-targets -- --test-threads=4
+test: tools ## unit + integration tests; starts the local cluster when none runs, stops what it started
+	scripts/with-cluster.sh scripts/test.sh
 
 test-unit: ## tests that need no cluster
-	cargo test --release --lib --bins
+	cargo test --lib --bins
 
 crds: ## regenerate crds/ from the Rust types
 	cargo run --release --bin stepwise -- crds > crds/stepwise.dev.yaml

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod crd;
 pub mod jobs;
 pub mod plan;
+pub mod plugin;
 pub mod retry;
 pub mod status;
 pub mod telemetry;

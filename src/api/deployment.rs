@@ -43,8 +43,8 @@ pub struct DeploymentSpec {
 /// One step of a release, as written in the Deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type != 'Run' || size(self.actions) > 0").message("a Run step needs at least one action"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
+#[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
 pub struct DeploymentStep {
     /// The step's name, a DNS label unique within the deployment.

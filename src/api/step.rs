@@ -26,8 +26,8 @@ use super::{RetryPolicy, StepStatus};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a Step runs exactly what it was created with"))]
-#[x_kube(validation = Rule::new("self.type != 'Run' || size(self.actions) > 0").message("a Run step needs at least one action"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
+#[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
+#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
 pub struct StepSpec {
     /// `Run` (default) runs the actions; `ManualIntervention` waits for approval.
