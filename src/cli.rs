@@ -144,6 +144,9 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
             .build()
             .await
             .map_err(|e| Error::Lease(e.to_string()))?;
+        // A standby replica is ready once it could take over: the CRDs are served.
+        controller::check_crds(&client, args.namespace.as_deref()).await?;
+        health.set_ready(true);
         let (mut leading, lease_task) = manager.watch().await;
         tracing::info!(lease = %args.leader_election_id, %namespace, %identity, "waiting to become leader");
         tokio::select! {

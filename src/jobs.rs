@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
@@ -12,7 +13,9 @@ use kube::{Resource, ResourceExt, api::ObjectMeta};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::api::{LABEL_ACTION, LABEL_ATTEMPT, LABEL_DEPLOYMENT, LABEL_STEP, Step};
+use crate::api::{
+    ANNOTATION_CREATED_AT, LABEL_ACTION, LABEL_ATTEMPT, LABEL_DEPLOYMENT, LABEL_STEP, Step,
+};
 
 const MAX_NAME: usize = 63;
 
@@ -31,8 +34,9 @@ pub fn job_name(step: &str, action: &str, attempt: u32) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// The Job for attempt `attempt` (1-based) of the step's action at `action_index`.
-pub fn build(step: &Step, action_index: usize, attempt: u32) -> Result<Job, Error> {
+/// The Job for attempt `attempt` (1-based) of the step's action at `action_index`,
+/// created at `now`.
+pub fn build(step: &Step, action_index: usize, attempt: u32, now: Timestamp) -> Result<Job, Error> {
     let step_name = step.name_any();
     let action =
         step.spec.actions.get(action_index).ok_or_else(|| {
@@ -66,6 +70,10 @@ pub fn build(step: &Step, action_index: usize, attempt: u32) -> Result<Job, Erro
             name: Some(job_name(&step_name, &action.name, attempt)),
             namespace: step.namespace(),
             labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                ANNOTATION_CREATED_AT.to_string(),
+                now.to_string(),
+            )])),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -175,7 +183,13 @@ mod tests {
 
     #[test]
     fn job_matches_golden() {
-        let job = build(&step(), 0, 2).unwrap();
+        let job = build(
+            &step(),
+            0,
+            2,
+            Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
+        )
+        .unwrap();
         insta::assert_yaml_snapshot!(job);
     }
 
@@ -187,7 +201,7 @@ mod tests {
             run_as_non_root: Some(false),
             ..Default::default()
         });
-        let job = build(&s, 0, 1).unwrap();
+        let job = build(&s, 0, 1, Timestamp::UNIX_EPOCH).unwrap();
         let pod = job.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(false));
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
@@ -195,9 +209,9 @@ mod tests {
 
     #[test]
     fn missing_action_or_uid_is_an_error() {
-        assert!(build(&step(), 5, 1).is_err());
+        assert!(build(&step(), 5, 1, Timestamp::UNIX_EPOCH).is_err());
         let mut s = step();
         s.metadata.uid = None;
-        assert!(build(&s, 0, 1).is_err());
+        assert!(build(&s, 0, 1, Timestamp::UNIX_EPOCH).is_err());
     }
 }

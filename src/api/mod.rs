@@ -28,5 +28,8 @@ pub const LABEL_ATTEMPT: &str = "stepwise.dev/attempt";
 pub const ANNOTATION_DECISION: &str = "stepwise.dev/guided-failure-decision";
 /// Set on a ManualIntervention Step: `approved` or `rejected`.
 pub const ANNOTATION_APPROVAL: &str = "stepwise.dev/approval";
+/// On a Job: when the operator created it, to the millisecond (creationTimestamp
+/// has whole seconds), so an adopted attempt keeps its exact start.
+pub const ANNOTATION_CREATED_AT: &str = "stepwise.dev/created-at";
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "stepwise";

@@ -91,8 +91,11 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
     }
     ctx.metrics.deployment_phase(key, planned.status.phase);
     publish(ctx, d, &planned.events).await;
-    // Step changes wake the Deployment through its ownership of them.
-    Ok(Action::await_change())
+    // Step changes wake the Deployment; the requeue is only a safety net.
+    Ok(match planned.status.phase {
+        Some(p) if p.is_terminal() => Action::await_change(),
+        _ => Action::requeue(std::time::Duration::from_secs(120)),
+    })
 }
 
 fn view(step: &Step) -> StepView {

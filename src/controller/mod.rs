@@ -65,14 +65,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let ns = settings.namespace.as_deref();
-    // Fail early and clearly when the CRDs are not installed.
+    check_crds(&client, ns).await?;
     let deployments: Api<Deployment> = api(&client, ns);
-    deployments
-        .list(&kube::api::ListParams::default().limit(1))
-        .await
-        .context(|| {
-            "checking that the stepwise.dev CRDs are installed (kubectl apply -f crds/)".into()
-        })?;
     let steps: Api<Step> = api(&client, ns);
 
     // Only what reconciles read is kept: the caches hold status, labels and owners.
@@ -107,6 +101,20 @@ pub async fn run(
             .filter_map(|r| future::ready(step_of(r))),
     );
 
+    // The Deployment controller reads Steps from the same reflector whose
+    // events wake it: the store is updated before the event is seen, so a
+    // reconcile never reads a Step older than the change that triggered it.
+    let (steps_seen, step_writer) = reflector::store::<Step>();
+    let step_events = reflector::reflector(
+        step_writer,
+        watcher(steps.clone(), watcher::Config::default())
+            .default_backoff()
+            .modify(|s: &mut Step| s.managed_fields_mut().clear()),
+    );
+    let wake_deployments = step_events
+        .touched_objects()
+        .filter_map(|r| future::ready(deployment_of(r)));
+
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let step_controller = Controller::new(steps.clone(), watcher::Config::default())
         .with_config(config.clone())
@@ -119,7 +127,7 @@ pub async fn run(
         client: client.clone(),
         jobs: jobs.clone(),
         pods: pods.clone(),
-        steps: step_controller.store(),
+        steps: steps_seen,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
     });
@@ -134,7 +142,7 @@ pub async fn run(
         .for_each(|_| future::ready(()));
     let deployment_run = Controller::new(deployments, watcher::Config::default())
         .with_config(config)
-        .owns(steps, watcher::Config::default())
+        .reconcile_on(wake_deployments)
         .graceful_shutdown_on(stopped(stop_rx))
         .run(deployment::reconcile, deployment::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
@@ -161,6 +169,34 @@ pub async fn run(
     };
     tokio::join!(step_run, deployment_run, readiness, stop);
     Ok(())
+}
+
+/// Fails early and clearly when the CRDs are not installed (or not readable).
+pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> {
+    let deployments: Api<Deployment> = api(client, namespace);
+    deployments
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .context(|| {
+            "checking that the stepwise.dev CRDs are installed (kubectl apply --server-side -f crds/)".into()
+        })?;
+    Ok(())
+}
+
+fn deployment_of(touched: Result<Step, watcher::Error>) -> Option<ObjectRef<Deployment>> {
+    match touched {
+        Ok(step) => {
+            let owner = step
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
+            Some(ObjectRef::new(&owner.name).within(step.namespace()?.as_str()))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "watch error (retrying with backoff)");
+            None
+        }
+    }
 }
 
 fn step_of<K: Resource>(touched: Result<K, watcher::Error>) -> Option<ObjectRef<Step>> {

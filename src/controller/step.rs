@@ -14,8 +14,8 @@ use tracing::{Instrument, info_span};
 
 use super::{Context, now, observe, publish, requeue_at, retry_later, write_status};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, LABEL_ACTION, LABEL_ATTEMPT, LABEL_STEP, Outcome,
-    Phase, Step, StepStatus,
+    ANNOTATION_APPROVAL, ANNOTATION_CREATED_AT, ANNOTATION_DECISION, LABEL_ACTION, LABEL_ATTEMPT,
+    LABEL_STEP, Outcome, Phase, Step, StepStatus,
 };
 use crate::plan::PlannedEvent;
 use crate::plan::step::{AttemptKey, JobState, JobView, StepObservation, StepPlan, plan};
@@ -200,7 +200,11 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
     };
     JobView {
         name: job.name_any(),
-        created_at: job.creation_timestamp().map(|t| t.0),
+        created_at: job
+            .annotations()
+            .get(ANNOTATION_CREATED_AT)
+            .and_then(|t| t.parse().ok())
+            .or_else(|| job.creation_timestamp().map(|t| t.0)),
         state,
     }
 }
@@ -217,7 +221,7 @@ async fn apply(
     let api: Api<Step> = Api::namespaced(ctx.client.clone(), &step.namespace().unwrap_or_default());
 
     if let Some(create) = planned.create {
-        let job = jobs::build(step, create.action, create.attempt)?;
+        let job = jobs::build(step, create.action, create.attempt, now)?;
         match jobs_api.create(&PostParams::default(), &job).await {
             Ok(_) => {}
             // Created before a crash or a lost status write: the Job is ours, adopt it.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make demo`: the local cluster, the CRDs, the operator, and two releases:
+# one whose action fails once and is retried after 15 s, one that runs out of
+# retries into guided failure and is resolved with `kubectl stepwise retry`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="$ROOT/target/release:$ROOT/.tools/bin:$PATH"
+export KUBECONFIG="$ROOT/.cluster/kubeconfig"
+NS=stepwise-demo
+started=$SECONDS
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+say "local control plane"
+scripts/cluster.sh up
+
+say "CRDs"
+run kubectl apply --server-side -f crds/
+
+say "operator (logs: .cluster/logs/operator.log)"
+mkdir -p .cluster/logs .cluster/pids
+if [[ -f .cluster/pids/operator.pid ]] && kill -0 "$(<.cluster/pids/operator.pid)" 2>/dev/null; then
+  kill "$(<.cluster/pids/operator.pid)" 2>/dev/null || true
+  sleep 1
+fi
+stepwise controller --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
+  >.cluster/logs/operator.log 2>&1 &
+echo $! >.cluster/pids/operator.pid
+for _ in $(seq 100); do
+  curl -fsS http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS http://127.0.0.1:18081/readyz >/dev/null || { tail -20 .cluster/logs/operator.log; exit 1; }
+echo "operator ready (pid $(<.cluster/pids/operator.pid))"
+
+say "releases in namespace $NS"
+kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
+run kubectl create namespace "$NS"
+for _ in $(seq 50); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+run kubectl -n "$NS" apply -f examples/retry-once.yaml -f examples/guided-failure.yaml
+
+say "shop-1-4-2: the schema migration fails once and is retried 15 s later"
+run kubectl stepwise -n "$NS" status -w shop-1-4-2
+
+say "shop-1-4-3: the smoke test exhausts its retry and waits for a decision"
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=WaitingForDecision swd/shop-1-4-3 --timeout=90s >/dev/null
+run kubectl stepwise -n "$NS" status shop-1-4-3
+run kubectl -n "$NS" get swd shop-1-4-3 -o jsonpath='{range .status.conditions[?(@.type=="GuidedFailure")]}{.type}={.status}: {.message}{"\n"}{end}'
+say "a person decides: retry"
+run kubectl stepwise -n "$NS" retry shop-1-4-3
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=WaitingForApproval swd/shop-1-4-3 --timeout=60s >/dev/null
+run kubectl stepwise -n "$NS" status shop-1-4-3
+say "and approves the release"
+run kubectl stepwise -n "$NS" approve shop-1-4-3
+run kubectl -n "$NS" wait --for=condition=Ready swd/shop-1-4-3 --timeout=60s
+run kubectl stepwise -n "$NS" status shop-1-4-3
+
+say "summary"
+run kubectl -n "$NS" get swd,sws
+run kubectl -n "$NS" get jobs -L stepwise.dev/action,stepwise.dev/attempt
+printf '\ndemo finished in %d s. The cluster and the operator keep running: try\n' "$((SECONDS - started))"
+printf '  export KUBECONFIG=%s PATH=%s/target/release:%s/.tools/bin:$PATH\n' "$KUBECONFIG" "$ROOT" "$ROOT"
+printf '  kubectl stepwise -n %s status shop-1-4-2\n' "$NS"
+printf 'and stop everything with: make cluster-down\n'

@@ -1,0 +1,522 @@
+//! Running Stepwise for months: crashes at random moments, two replicas
+//! under leader election, restricted Pod Security, objects edited behind the
+//! operator's back. Each test has its own namespace and operator processes.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::operator::{Operator, install_crds, sample};
+use common::{TestNamespace, wait_for, wait_until};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use stepwise::api::{Deployment, Outcome, Phase, Step, condition_types as ct};
+
+fn action(name: &str, annotations: Value) -> Value {
+    json!({ "name": name, "template": {
+        "metadata": { "annotations": annotations },
+        "spec": { "containers": [{ "name": "main", "image": "busybox" }] } } })
+}
+
+fn release(name: &str, spec: Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "stepwise.dev/v1alpha1", "kind": "Deployment",
+        "metadata": { "name": name }, "spec": spec,
+    }))
+    .expect("a valid Deployment")
+}
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn all_jobs(api: &Api<Job>) -> Vec<Job> {
+    api.list(&ListParams::default().labels("stepwise.dev/step"))
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// Every Job is an attempt the status knows, and every attempt has its Job:
+/// no duplicate, no lost attempt, numbers without gaps.
+fn check_accounting(steps: &[Step], jobs: &[Job]) -> Result<(), String> {
+    let mut from_jobs: BTreeSet<(String, String, u32)> = BTreeSet::new();
+    for j in jobs {
+        let l = j.labels();
+        let key = (
+            l["stepwise.dev/step"].clone(),
+            l["stepwise.dev/action"].clone(),
+            l["stepwise.dev/attempt"]
+                .parse()
+                .map_err(|e| format!("bad attempt label: {e}"))?,
+        );
+        if !from_jobs.insert(key.clone()) {
+            return Err(format!("two Jobs for {key:?}"));
+        }
+    }
+    let mut from_status = BTreeSet::new();
+    for s in steps {
+        for a in &s.status.as_ref().ok_or("a Step without status")?.actions {
+            let numbers: Vec<u32> = a.attempts.iter().map(|x| x.number).collect();
+            let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+            if numbers != expected {
+                return Err(format!("{}/{}: attempts {numbers:?}", s.name_any(), a.name));
+            }
+            for n in numbers {
+                from_status.insert((s.name_any(), a.name.clone(), n));
+            }
+        }
+    }
+    if from_jobs != from_status {
+        return Err(format!(
+            "Jobs and status disagree: only Jobs {:?}, only status {:?}",
+            from_jobs.difference(&from_status).collect::<Vec<_>>(),
+            from_status.difference(&from_jobs).collect::<Vec<_>>()
+        ));
+    }
+    Ok(())
+}
+
+/// 50 releases with retries (CI: fewer), the operator SIGKILLed and restarted
+/// at random moments: every release ends as scripted, one Job per attempt,
+/// no attempt lost, every retry within 1 s of its schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn survives_sigkill_at_random_moments() {
+    let releases = env_count("STEPWISE_CHAOS_RELEASES", 12);
+    let kills = env_count("STEPWISE_CHAOS_KILLS", 6);
+    let seed: u64 = std::env::var("STEPWISE_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!(
+        "chaos: {releases} releases, {kills} kills, seed {seed} (STEPWISE_CHAOS_SEED reproduces it)"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let ns = TestNamespace::new("chaos").await;
+    install_crds(&ns.client).await;
+    let mut op = Operator::start(&ns.name).await;
+    let api: Api<Deployment> = ns.api();
+
+    let mut expected = BTreeMap::new();
+    for i in 0..releases {
+        let fails: u32 = rng.random_range(0..=3);
+        let limit: u32 = 2;
+        let delay: u32 = rng.random_range(1..=3);
+        let fail_list = (1..=fails)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let spec = json!({ "steps": [
+            { "name": "one", "retries": { "limit": limit, "delaySeconds": delay }, "actions": [
+                action("a", json!({ "sim.stepwise.dev/fail-attempts": fail_list, "sim.stepwise.dev/duration": format!("{}ms", rng.random_range(0..800)) })),
+                action("b", json!({})),
+            ]},
+            { "name": "two", "actions": [action("c", json!({}))] },
+        ]});
+        let name = format!("rel-{i}");
+        api.create(&PostParams::default(), &release(&name, spec))
+            .await
+            .expect("create");
+        let phase = if fails <= limit {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        };
+        expected.insert(name, (phase, fails.min(limit) + 1));
+    }
+
+    // When the operator was away: a retry due then can only start on its return.
+    let mut down: Vec<(jiff::Timestamp, jiff::Timestamp)> = Vec::new();
+    for k in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
+        let killed = jiff::Timestamp::now();
+        op.restart().await;
+        let back = jiff::Timestamp::now();
+        eprintln!(
+            "chaos: kill {} (down {:?})",
+            k + 1,
+            back.duration_since(killed)
+        );
+        down.push((killed, back));
+    }
+
+    let timeout = Duration::from_secs(60 + 6 * releases as u64);
+    wait_until(timeout, "every release to finish", || {
+        let api = api.clone();
+        async move {
+            let all = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            let open: Vec<String> = all
+                .iter()
+                .filter(|d| {
+                    !d.status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .is_some_and(Phase::is_terminal)
+                })
+                .map(|d| d.name_any())
+                .collect();
+            if open.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still running: {open:?}"))
+            }
+        }
+    })
+    .await;
+
+    let steps: Api<Step> = ns.api();
+    let all_steps = steps.list(&ListParams::default()).await.unwrap().items;
+    let jobs = all_jobs(&ns.api()).await;
+    let mut problems = Vec::new();
+    if let Err(e) = check_accounting(&all_steps, &jobs) {
+        problems.push(e);
+    }
+    for (name, (phase, attempts_a)) in &expected {
+        let d = api.get(name).await.unwrap();
+        if d.status.as_ref().and_then(|s| s.phase) != Some(*phase) {
+            problems.push(format!(
+                "{name}: {:?}, expected {phase:?}",
+                d.status.and_then(|s| s.phase)
+            ));
+            continue;
+        }
+        let step = all_steps
+            .iter()
+            .find(|s| s.name_any() == format!("{name}-one"))
+            .unwrap();
+        let st = step.status.as_ref().unwrap();
+        let a = &st.actions[0];
+        if a.attempts.len() as u32 != *attempts_a {
+            problems.push(format!(
+                "{name}: action a has {} attempts, expected {attempts_a}",
+                a.attempts.len()
+            ));
+        }
+        let delay = step.spec.retries.as_ref().unwrap().delay_seconds;
+        for pair in a.attempts.windows(2) {
+            let seen = pair[0].failure_seen_at.unwrap();
+            let started = pair[1].started_at.unwrap();
+            let due = seen + jiff::SignedDuration::from_secs(i64::from(delay));
+            let late = started.duration_since(due);
+            // Within 1 s of the schedule, not counting time the operator was down.
+            let away: jiff::SignedDuration = down
+                .iter()
+                .map(|(k, b)| {
+                    let from = (*k).max(due);
+                    let to = (*b).min(started);
+                    if to > from {
+                        to.duration_since(from)
+                    } else {
+                        jiff::SignedDuration::ZERO
+                    }
+                })
+                .sum();
+            if late < jiff::SignedDuration::ZERO || late - away > jiff::SignedDuration::from_secs(1)
+            {
+                problems.push(format!(
+                    "{name}: attempt {} came {late:?} after its schedule ({due}), {away:?} of it with the operator down",
+                    pair[1].number
+                ));
+            }
+        }
+        let later_started = all_steps
+            .iter()
+            .any(|s| s.name_any() == format!("{name}-two"));
+        if *phase == Phase::Failed && later_started {
+            problems.push(format!("{name}: failed but its second step started"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}:\n{}\noperator log:\n{}",
+        problems.join("\n"),
+        op.log_text()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// Two replicas with leader election: one acts; kill it and the other takes
+/// over within the lease duration; no duplicate Jobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_acts_and_the_other_takes_over() {
+    let ns = TestNamespace::new("leader").await;
+    install_crds(&ns.client).await;
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        ns.name.as_str(),
+        "--lease-duration",
+        "4s",
+    ];
+    let first = Operator::start_with(&ns.name, &args).await;
+    let second = Operator::start_with(&ns.name, &args).await;
+    let leader_of = |m: &str| sample(m, "leader_election_master_status");
+    wait_until(Duration::from_secs(30), "exactly one leader", || {
+        let (a, b) = (first.metrics_port, second.metrics_port);
+        async move {
+            let la = leader_of(
+                &common::operator::http_get(a, "/metrics")
+                    .await
+                    .map(|x| x.1)
+                    .unwrap_or_default(),
+            );
+            let lb = leader_of(
+                &common::operator::http_get(b, "/metrics")
+                    .await
+                    .map(|x| x.1)
+                    .unwrap_or_default(),
+            );
+            if la + lb == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("leaders: {la} {lb}"))
+            }
+        }
+    })
+    .await;
+    let (mut leader, follower) = if leader_of(&first.metrics().await) == 1.0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+
+    let api: Api<Deployment> = ns.api();
+    let spec = json!({ "steps": [{ "name": "s", "retries": { "limit": 2, "delaySeconds": 3 }, "actions": [
+        action("a", json!({ "sim.stepwise.dev/fail-attempts": "1" })), action("b", json!({ "sim.stepwise.dev/duration": "2s" })) ] }] });
+    api.create(&PostParams::default(), &release("rel", spec))
+        .await
+        .unwrap();
+    let steps: Api<Step> = ns.api();
+    wait_for(
+        &steps,
+        "rel-s",
+        Duration::from_secs(60),
+        "the retry to be scheduled",
+        |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Retrying),
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &follower.metrics().await,
+            "stepwise_action_attempts_total{result=\"started\"}"
+        ),
+        0.0,
+        "the follower acted"
+    );
+    let killed_at = std::time::Instant::now();
+    leader.kill();
+    wait_until(
+        Duration::from_secs(10),
+        "the follower to take the lease",
+        || {
+            let port = follower.metrics_port;
+            async move {
+                let m = common::operator::http_get(port, "/metrics")
+                    .await
+                    .map(|x| x.1)
+                    .unwrap_or_default();
+                if sample(&m, "leader_election_master_status") == 1.0 {
+                    Ok(())
+                } else {
+                    Err("not leader yet".into())
+                }
+            }
+        },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    assert!(
+        took <= Duration::from_secs(4) + Duration::from_secs(2),
+        "takeover took {took:?}, lease is 4s"
+    );
+    wait_for(
+        &api,
+        "rel",
+        Duration::from_secs(60),
+        "the release to finish under the new leader",
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded),
+    )
+    .await;
+    let all = steps.list(&ListParams::default()).await.unwrap().items;
+    check_accounting(&all, &all_jobs(&ns.api()).await).unwrap();
+    assert!(
+        sample(
+            &follower.metrics().await,
+            "stepwise_action_attempts_total{result=\"started\"}"
+        ) >= 1.0
+    );
+    drop(leader);
+    drop(follower);
+    ns.cleanup().await;
+}
+
+/// The Jobs' restricted securityContext defaults pass a namespace that
+/// enforces the restricted Pod Security Standard.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_pass_restricted_pod_security() {
+    let ns = TestNamespace::new("restricted").await;
+    install_crds(&ns.client).await;
+    let namespaces: Api<Namespace> = Api::all(ns.client.clone());
+    let labels =
+        json!({ "metadata": { "labels": { "pod-security.kubernetes.io/enforce": "restricted" } } });
+    namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .unwrap();
+    let op = Operator::start(&ns.name).await;
+    let api: Api<Deployment> = ns.api();
+    let spec = json!({ "steps": [{ "name": "s", "actions": [action("a", json!({})), action("b", json!({}))] }] });
+    api.create(&PostParams::default(), &release("rel", spec))
+        .await
+        .unwrap();
+    wait_for(
+        &api,
+        "rel",
+        Duration::from_secs(60),
+        "the release to succeed under restricted PSS",
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded),
+    )
+    .await;
+    let pods: Api<Pod> = ns.api();
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        2,
+        "both pods were admitted"
+    );
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// A status wiped by someone is rebuilt from the Jobs; nothing runs twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleared_status_is_rebuilt_from_the_jobs() {
+    let ns = TestNamespace::new("cleared").await;
+    install_crds(&ns.client).await;
+    let op = Operator::start(&ns.name).await;
+    let api: Api<Deployment> = ns.api();
+    let spec = json!({ "steps": [{ "name": "s", "actions": [
+        action("a", json!({})), action("b", json!({ "sim.stepwise.dev/duration": "4s" })), action("c", json!({})) ] }] });
+    api.create(&PostParams::default(), &release("rel", spec))
+        .await
+        .unwrap();
+    let steps: Api<Step> = ns.api();
+    wait_for(
+        &steps,
+        "rel-s",
+        Duration::from_secs(60),
+        "action b running",
+        |s: &Step| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.current_action.clone())
+                .as_deref()
+                == Some("b")
+        },
+    )
+    .await;
+    let clear = json!({ "apiVersion": "stepwise.dev/v1alpha1", "kind": "Step", "status": { "actions": [] } });
+    steps
+        .patch_status(
+            "rel-s",
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(&clear),
+        )
+        .await
+        .unwrap();
+    steps
+        .patch_status(
+            "rel-s",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": null })),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &api,
+        "rel",
+        Duration::from_secs(60),
+        "the release to finish",
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded),
+    )
+    .await;
+    let st = steps.get("rel-s").await.unwrap().status.unwrap();
+    for a in &st.actions {
+        assert_eq!(a.attempts.len(), 1, "{} ran again", a.name);
+        assert_eq!(a.attempts[0].outcome, Outcome::Succeeded);
+    }
+    assert_eq!(all_jobs(&ns.api()).await.len(), 3);
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// A pod template the schema admits but the Job API refuses: the release
+/// stalls with the API server's words instead of crash-looping.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_action_the_api_server_refuses_stalls_with_its_message() {
+    let ns = TestNamespace::new("refused").await;
+    install_crds(&ns.client).await;
+    let op = Operator::start(&ns.name).await;
+    let api: Api<Deployment> = ns.api();
+    let spec = json!({ "steps": [{ "name": "s", "actions": [{ "name": "bad", "template": {
+        "spec": { "containers": [{ "name": "Not_A_DNS_Label", "image": "busybox" }] } } }] }] });
+    api.create(&PostParams::default(), &release("rel", spec))
+        .await
+        .unwrap();
+    let steps: Api<Step> = ns.api();
+    let step = wait_for(
+        &steps,
+        "rel-s",
+        Duration::from_secs(60),
+        "the step to stall",
+        |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Failed),
+    )
+    .await;
+    let stalled = step
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == ct::STALLED)
+        .unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "JobRejected")
+    );
+    assert!(
+        stalled
+            .message
+            .contains("action bad was rejected by the API server")
+            && stalled.message.contains("Not_A_DNS_Label"),
+        "{}",
+        stalled.message
+    );
+    wait_for(
+        &api,
+        "rel",
+        Duration::from_secs(30),
+        "the release to fail",
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Failed),
+    )
+    .await;
+    assert!(op.log_text().matches("panicked").next().is_none());
+    drop(op);
+    ns.cleanup().await;
+}
