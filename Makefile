@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help tools cluster cluster-down build test test-unit test-integration demo bench crds lint fmt install chaos
+.PHONY: help tools cluster cluster-down build test test-unit demo bench crds lint fmt install chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ test: tools ## unit + integration tests; starts the local cluster when none runs
 
 test-unit: ## tests that need no cluster
 	cargo test --lib --bins
+
+chaos: tools ## the crash test at full size: 50 releases, 20 SIGKILLs of the operator
+	STEPWISE_CHAOS_RELEASES=50 STEPWISE_CHAOS_KILLS=20 scripts/with-cluster.sh cargo test --test operations survives_sigkill -- --nocapture
 
 crds: ## regenerate crds/ from the Rust types
 	cargo run --release --bin stepwise -- crds > crds/stepwise.dev.yaml

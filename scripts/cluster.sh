@@ -61,7 +61,8 @@ live_pid() {
   [[ -r "/proc/$pid/cmdline" ]] || return 1
   # A zombie is dead for our purposes.
   [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
-  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STATE" || return 1
+  # Started from this checkout (its state, its target/ or .tools/): a reused pid is never ours.
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$ROOT/" || return 1
   printf '%s\n' "$pid"
 }
 
@@ -88,7 +89,14 @@ stop_component() {
 
 # Stops all components that are still alive, clients first, etcd last.
 stop_all() {
-  local c pids=()
+  local c f pids=()
+  # Processes started next to the cluster (the demo's operator, Flux, the git
+  # server) record their pids here too: they go first.
+  for f in "$PIDS"/*.pid; do
+    [[ -e "$f" ]] || continue
+    c="$(basename "$f" .pid)"
+    [[ " ${COMPONENTS[*]} " == *" $c "* ]] || stop_component "$c" 10
+  done
   # The clients do not depend on one another: stop them together.
   for c in kwok kube-scheduler kube-controller-manager; do
     stop_component "$c" 10 &
