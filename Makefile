@@ -31,6 +31,7 @@ chaos: tools ## the crash test at full size: 50 releases, 20 SIGKILLs of the ope
 
 crds: ## regenerate crds/ from the Rust types
 	cargo run --release --bin stepwise -- crds > crds/stepwise.dev.yaml
+	scripts/gen-deploy.sh
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check

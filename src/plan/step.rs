@@ -219,7 +219,7 @@ impl Planner<'_, '_> {
                     JobState::Running => {}
                     JobState::Succeeded { finished_at } => {
                         attempt.outcome = Outcome::Succeeded;
-                        attempt.finished_at = finished_at.or(Some(self.now));
+                        attempt.finished_at = not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                     }
                     JobState::Failed {
                         finished_at,
@@ -228,7 +228,7 @@ impl Planner<'_, '_> {
                         message,
                     } => {
                         attempt.outcome = Outcome::Failed;
-                        attempt.finished_at = finished_at.or(Some(self.now));
+                        attempt.finished_at = not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                         attempt.reason = Some(reason.clone());
                         attempt.exit_code = *exit_code;
                         attempt.message = Some(message.clone());
@@ -620,6 +620,11 @@ pub fn describe(a: &AttemptStatus) -> String {
         (None, Some(m)) if !m.is_empty() => format!("{reason}: {m}"),
         _ => reason.to_string(),
     }
+}
+
+/// Pod and Job times have whole seconds: never report an end before the start.
+fn not_before(t: Timestamp, start: Option<Timestamp>) -> Option<Timestamp> {
+    Some(start.map_or(t, |s| t.max(s)))
 }
 
 fn plural(n: u32) -> &'static str {
