@@ -520,3 +520,61 @@ async fn an_action_the_api_server_refuses_stalls_with_its_message() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// SIGTERM lets the leader finish its work and release the Lease (no
+/// holder left behind); the standby then takes over within the lease duration.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_releases_the_lease() {
+    let ns = TestNamespace::new("sigterm").await;
+    install_crds(&ns.client).await;
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        ns.name.as_str(),
+        "--lease-duration",
+        "6s",
+    ];
+    let mut first = Operator::start_with(&ns.name, &args).await;
+    let leads = |port: u16| async move {
+        let m = common::operator::http_get(port, "/metrics")
+            .await
+            .map(|x| x.1)
+            .unwrap_or_default();
+        if sample(&m, "leader_election_master_status") == 1.0 {
+            Ok(())
+        } else {
+            Err("not leading".to_string())
+        }
+    };
+    wait_until(Duration::from_secs(30), "the first replica to lead", || {
+        leads(first.metrics_port)
+    })
+    .await;
+    let second = Operator::start_with(&ns.name, &args).await;
+    let stopped_in = first.terminate();
+    assert!(
+        first.log_text().contains("lease released"),
+        "{}",
+        first.log_text()
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = ns.api();
+    let lease = leases.get("stepwise").await.unwrap();
+    let holder = lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(holder.is_empty(), "the lease still names {holder:?}");
+    let since = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(6 + 3),
+        "the standby to lead within the lease duration",
+        || leads(second.metrics_port),
+    )
+    .await;
+    eprintln!(
+        "graceful stop took {stopped_in:?}, takeover {:?}",
+        since.elapsed()
+    );
+    drop(second);
+    ns.cleanup().await;
+}

@@ -88,7 +88,10 @@ impl Operator {
         self.starts += 1;
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&dir).expect("log dir");
-        self.log = dir.join(format!("{}-{}.log", self.namespace, self.starts));
+        self.log = dir.join(format!(
+            "{}-{}-{}.log",
+            self.namespace, self.probe_port, self.starts
+        ));
         let log = std::fs::File::create(&self.log).expect("log file");
         let err = log.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_stepwise"))
@@ -145,6 +148,32 @@ impl Operator {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGTERM: graceful shutdown; waits until the process has exited and returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            loop {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!(
+                        "the operator did not stop within 30 s of SIGTERM; log:\n{}",
+                        self.log_text()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        started.elapsed()
     }
 
     /// Kill, then start again (same ports) and wait until ready.
