@@ -7,12 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::operator::{Operator, install_crds, sample};
+use common::release::{action, release, wait_phase};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use stepwise::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, Decision, Deployment, Outcome, Phase,
     Step, condition_types as ct,
@@ -27,66 +28,12 @@ async fn setup(prefix: &str) -> (TestNamespace, Operator) {
     (ns, op)
 }
 
-/// An action whose simulated pod follows `sim` (`exit-code`, `fail-attempts`, `duration`).
-fn action(name: &str, sim: &[(&str, &str)]) -> Value {
-    let annotations: serde_json::Map<String, Value> = sim
-        .iter()
-        .map(|(k, v)| (format!("sim.stepwise.dev/{k}"), json!(v)))
-        .collect();
-    json!({
-        "name": name,
-        "template": {
-            "metadata": { "annotations": annotations },
-            "spec": { "containers": [{ "name": "main", "image": "busybox" }] }
-        }
-    })
-}
-
-fn release(name: &str, spec: Value) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "stepwise.dev/v1alpha1",
-        "kind": "Deployment",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .expect("a valid Deployment")
-}
-
 async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
     let api: Api<Deployment> = ns.api();
     api.create(&PostParams::default(), d)
         .await
         .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
     api
-}
-
-async fn wait_phase<K>(api: &Api<K>, name: &str, phase: Phase) -> K
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + HasPhase,
-{
-    wait_for(api, name, LONG, &format!("phase {phase:?}"), |o: &K| {
-        o.phase() == Some(phase)
-    })
-    .await
-}
-
-trait HasPhase {
-    fn phase(&self) -> Option<Phase>;
-}
-impl HasPhase for Deployment {
-    fn phase(&self) -> Option<Phase> {
-        self.status.as_ref()?.phase
-    }
-}
-impl HasPhase for Step {
-    fn phase(&self) -> Option<Phase> {
-        self.status.as_ref()?.phase
-    }
 }
 
 async fn jobs(ns: &TestNamespace) -> Vec<Job> {

@@ -40,11 +40,17 @@ fn stop(component: &str) -> Vec<String> {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
     let started = Instant::now();
     while alive(pid) {
         if started.elapsed() > Duration::from_secs(20) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -55,7 +61,11 @@ fn stop(component: &str) -> Vec<String> {
 /// own, appending to its log and recording its pid where cluster.sh looks.
 fn start(component: &str, cmdline: &[String]) {
     let log_path = state().join("logs").join(format!("{component}.log"));
-    let log = std::fs::OpenOptions::new().append(true).create(true).open(&log_path).expect("log");
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log_path)
+        .expect("log");
     let child = Command::new("setsid")
         .args(cmdline)
         .stdin(std::process::Stdio::null())
@@ -63,7 +73,11 @@ fn start(component: &str, cmdline: &[String]) {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot restart {component}: {e}"));
-    std::fs::write(state().join("pids").join(format!("{component}.pid")), format!("{}\n", child.id())).expect("pid file");
+    std::fs::write(
+        state().join("pids").join(format!("{component}.pid")),
+        format!("{}\n", child.id()),
+    )
+    .expect("pid file");
 }
 
 async fn api_server_back() {
@@ -75,7 +89,10 @@ async fn api_server_back() {
         {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(90), "the API server did not come back");
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the API server did not come back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -97,9 +114,13 @@ async fn recovers_from_an_api_server_and_etcd_restart() {
     .unwrap();
     api.create(&PostParams::default(), &d).await.unwrap();
     let steps: Api<Step> = ns.api();
-    wait_for(&steps, "rel-s", Duration::from_secs(60), "the retry wait", |s: &Step| {
-        s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Retrying)
-    })
+    wait_for(
+        &steps,
+        "rel-s",
+        Duration::from_secs(60),
+        "the retry wait",
+        |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(Phase::Retrying),
+    )
     .await;
 
     // Clients first, etcd last; then back in the opposite order.
@@ -114,9 +135,13 @@ async fn recovers_from_an_api_server_and_etcd_restart() {
     // A fresh client: the old connections died with the server.
     let fresh = client().await;
     let api: Api<Deployment> = Api::namespaced(fresh.clone(), &ns.name);
-    wait_for(&api, "rel", Duration::from_secs(120), "the release to finish after the outage", |d: &Deployment| {
-        d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
-    })
+    wait_for(
+        &api,
+        "rel",
+        Duration::from_secs(120),
+        "the release to finish after the outage",
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded),
+    )
     .await;
     let jobs: Api<Job> = Api::namespaced(fresh.clone(), &ns.name);
     let names: Vec<String> = jobs
@@ -131,7 +156,10 @@ async fn recovers_from_an_api_server_and_etcd_restart() {
     let steps: Api<Step> = Api::namespaced(fresh, &ns.name);
     let st = steps.get("rel-s").await.unwrap().status.unwrap();
     assert_eq!(st.actions[0].attempts.len(), 2);
-    assert!(op.log_text().contains("reconcile"), "the operator kept running");
+    assert!(
+        op.log_text().contains("reconcile"),
+        "the operator kept running"
+    );
     op.kill();
     ns.cleanup().await;
 }

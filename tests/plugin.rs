@@ -4,10 +4,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::operator::{Operator, install_crds};
-use common::{TestNamespace, kubeconfig_path, wait_for};
+use common::release::wait_phase;
+use common::{TestNamespace, kubeconfig_path};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
@@ -26,17 +26,6 @@ fn plugin(ns: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-async fn phase(api: &Api<Deployment>, name: &str, p: Phase) {
-    wait_for(
-        api,
-        name,
-        Duration::from_secs(90),
-        &format!("phase {p:?}"),
-        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(p),
-    )
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,7 +57,7 @@ async fn status_decisions_and_approvals() {
         "{text}"
     );
 
-    phase(&api, "rel", Phase::WaitingForDecision).await;
+    wait_phase(&api, "rel", Phase::WaitingForDecision).await;
     let (ok, text) = plugin(n, &["status", "rel"]);
     assert!(ok, "{text}");
     for line in [
@@ -89,7 +78,7 @@ async fn status_decisions_and_approvals() {
         "{text}"
     );
 
-    phase(&api, "rel", Phase::WaitingForApproval).await;
+    wait_phase(&api, "rel", Phase::WaitingForApproval).await;
     let (ok, text) = plugin(n, &["abort", "rel"]);
     assert!(
         !ok && text.contains("not waiting for a guided-failure decision"),

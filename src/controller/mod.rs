@@ -143,22 +143,28 @@ pub async fn run(
     let deployment_run = Controller::new(deployments, watcher::Config::default())
         .with_config(config)
         .reconcile_on(wake_deployments)
-        .graceful_shutdown_on(stopped(stop_rx))
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(deployment::reconcile, deployment::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // Stopped watches never fill their caches: readiness gives up on shutdown.
     let readiness = {
         let ctx = ctx.clone();
+        let stopping = stopped(stop_rx.clone());
         async move {
             let synced = futures::future::join3(
                 ctx.jobs.wait_until_ready(),
                 ctx.pods.wait_until_ready(),
                 ctx.steps.wait_until_ready(),
-            )
-            .await;
-            if let (Ok(()), Ok(()), Ok(())) = synced {
-                tracing::info!("caches synced; reconciling");
-                health.set_ready(true);
+            );
+            tokio::select! {
+                synced = synced => {
+                    if let (Ok(()), Ok(()), Ok(())) = synced {
+                        tracing::info!("caches synced; reconciling");
+                        health.set_ready(true);
+                    }
+                }
+                _ = stopping => {}
             }
         }
     };

@@ -219,7 +219,8 @@ impl Planner<'_, '_> {
                     JobState::Running => {}
                     JobState::Succeeded { finished_at } => {
                         attempt.outcome = Outcome::Succeeded;
-                        attempt.finished_at = not_before(finished_at.unwrap_or(self.now), attempt.started_at);
+                        attempt.finished_at =
+                            not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                     }
                     JobState::Failed {
                         finished_at,
@@ -228,7 +229,8 @@ impl Planner<'_, '_> {
                         message,
                     } => {
                         attempt.outcome = Outcome::Failed;
-                        attempt.finished_at = not_before(finished_at.unwrap_or(self.now), attempt.started_at);
+                        attempt.finished_at =
+                            not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                         attempt.reason = Some(reason.clone());
                         attempt.exit_code = *exit_code;
                         attempt.message = Some(message.clone());

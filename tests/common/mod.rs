@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod operator;
+pub mod release;
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};

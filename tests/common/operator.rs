@@ -218,6 +218,24 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// 1.0 while the operator serving metrics on `port` holds the Lease, else 0.0.
+pub async fn leader_status(port: u16) -> f64 {
+    let page = http_get(port, "/metrics")
+        .await
+        .map(|x| x.1)
+        .unwrap_or_default();
+    sample(&page, "leader_election_master_status")
+}
+
+/// Ok once the operator serving metrics on `port` leads; for `wait_until`.
+pub async fn leading(port: u16) -> Result<(), String> {
+    if leader_status(port).await == 1.0 {
+        Ok(())
+    } else {
+        Err(format!("the operator on :{port} does not lead"))
+    }
+}
+
 /// Reads one sample (`name{labels} value`) from a metrics page.
 pub fn sample(metrics: &str, series: &str) -> f64 {
     metrics
