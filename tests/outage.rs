@@ -66,6 +66,8 @@ fn start(component: &str, cmdline: &[String]) {
         .create(true)
         .open(&log_path)
         .expect("log");
+    // It outlives this test, like the rest of the cluster: cluster.sh stops it.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("setsid")
         .args(cmdline)
         .stdin(std::process::Stdio::null())
