@@ -56,7 +56,12 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
                 .map(|st| view(&st))
         })
         .collect();
-    let previous = d.status.clone().unwrap_or_default();
+    let previous = ctx.deployment_status.freshest(
+        &ns,
+        &name,
+        d.metadata.resource_version.as_deref(),
+        d.status.clone().unwrap_or_default(),
+    );
     let now = now();
     let planned = plan(
         &d.spec,
@@ -81,16 +86,19 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         status.phase = Some(Phase::Failed);
         status.message = Some(message.clone());
         status.conditions = conditions(&health, &previous.conditions, d.metadata.generation, now);
-        write_status(&api, &name, &status).await?;
-        publish(ctx, d, &[PlannedEvent::warning("StepRejected", message)]).await;
+        let rv = write_status(&api, &name, &status).await?;
+        ctx.deployment_status.remember(&ns, &name, rv, &status);
+        publish(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
         ctx.metrics.deployment_phase(key, Some(Phase::Failed));
         return Ok(Action::await_change());
     }
     if planned.status != previous {
-        write_status(&api, &name, &planned.status).await?;
+        let rv = write_status(&api, &name, &planned.status).await?;
+        ctx.deployment_status
+            .remember(&ns, &name, rv, &planned.status);
     }
     ctx.metrics.deployment_phase(key, planned.status.phase);
-    publish(ctx, d, &planned.events).await;
+    publish(ctx, d, &planned.events);
     // Step changes wake the Deployment; the requeue is only a safety net.
     Ok(match planned.status.phase {
         Some(p) if p.is_terminal() => Action::await_change(),

@@ -29,6 +29,8 @@ pub struct Context {
     pub steps: Store<Step>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub step_status: Written<crate::api::StepStatus>,
+    pub deployment_status: Written<crate::api::DeploymentStatus>,
 }
 
 /// What `stepwise controller` was asked to watch and how hard to work.
@@ -130,6 +132,8 @@ pub async fn run(
         steps: steps_seen,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
+        step_status: Written::default(),
+        deployment_status: Written::default(),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -253,8 +257,13 @@ pub(crate) fn requeue_at(due: jiff::Timestamp) -> Action {
 }
 
 /// Writes a whole status with server-side apply under the operator's field
-/// manager: the operator owns `status` and nothing else.
-pub(crate) async fn write_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<()>
+/// manager: the operator owns `status` and nothing else. Returns the
+/// object's new resourceVersion.
+pub(crate) async fn write_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    status: &S,
+) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: serde::Serialize,
@@ -264,25 +273,75 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
-        &kube::api::Patch::Apply(&patch),
-    )
-    .await
-    .context(|| format!("writing status of {} {name}", K::kind(&())))?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .context(|| format!("writing status of {} {name}", K::kind(&())))?;
+    Ok(written.resource_version())
 }
 
-/// Publishes planned Events; a failure to publish is logged, never fatal.
-pub(crate) async fn publish<K>(ctx: &Context, obj: &K, events: &[crate::plan::PlannedEvent])
+/// The status this operator last wrote for each object, with the
+/// resourceVersion that write produced. A cache a moment behind our own write
+/// would otherwise make the next reconcile redo it: a second status patch and
+/// a create that ends in 409.
+pub struct Written<S> {
+    by_object: std::sync::Mutex<std::collections::HashMap<(String, String), (u64, S)>>,
+}
+
+impl<S> Default for Written<S> {
+    fn default() -> Self {
+        Self {
+            by_object: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl<S: Clone> Written<S> {
+    pub fn remember(&self, ns: &str, name: &str, resource_version: Option<String>, status: &S) {
+        let Some(rv) = resource_version.and_then(|v| v.parse::<u64>().ok()) else {
+            return;
+        };
+        if let Ok(mut m) = self.by_object.lock() {
+            m.insert((ns.to_string(), name.to_string()), (rv, status.clone()));
+        }
+    }
+
+    /// Our own last write when the cached object predates it, else the cached status.
+    pub fn freshest(&self, ns: &str, name: &str, cached_rv: Option<&str>, cached: S) -> S {
+        let Ok(mut m) = self.by_object.lock() else {
+            return cached;
+        };
+        let key = (ns.to_string(), name.to_string());
+        if let (Some((ours, status)), Some(seen)) =
+            (m.get(&key), cached_rv.and_then(|v| v.parse::<u64>().ok()))
+            && seen < *ours
+        {
+            return status.clone();
+        }
+        m.remove(&key);
+        cached
+    }
+}
+
+/// Publishes planned Events in the background: a reconcile does not wait
+/// for them, and a failure to publish is logged, never fatal.
+pub(crate) fn publish<K>(ctx: &Context, obj: &K, events: &[crate::plan::PlannedEvent])
 where
     K: Resource<DynamicType = ()>,
 {
     use kube::runtime::events::{Event, EventType};
+    if events.is_empty() {
+        return;
+    }
     let reference = obj.object_ref(&());
-    for e in events {
-        let event = Event {
+    let recorder = ctx.recorder.clone();
+    let events: Vec<Event> = events
+        .iter()
+        .map(|e| Event {
             type_: if e.warning {
                 EventType::Warning
             } else {
@@ -292,9 +351,13 @@ where
             note: Some(e.note.chars().take(1000).collect()),
             action: e.reason.into(),
             secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, reason = e.reason, "could not publish event");
+        })
+        .collect();
+    tokio::spawn(async move {
+        for event in events {
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, reason = %event.reason, "could not publish event");
+            }
         }
-    }
+    });
 }

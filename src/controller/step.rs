@@ -43,7 +43,12 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         .ok_or_else(|| Error::Invalid("Step without a namespace".into()))?;
     let name = step.name_any();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let previous = step.status.clone().unwrap_or_default();
+    let previous = ctx.step_status.freshest(
+        &ns,
+        &name,
+        step.metadata.resource_version.as_deref(),
+        step.status.clone().unwrap_or_default(),
+    );
 
     let mut views = gather(step, ctx, &ns, &name);
     // A Job recorded as running but missing from the cache may be newer than
@@ -244,7 +249,13 @@ async fn apply(
     }
 
     if planned.status != *previous {
-        write_status(&api, &name, &planned.status).await?;
+        let rv = write_status(&api, &name, &planned.status).await?;
+        ctx.step_status.remember(
+            &step.namespace().unwrap_or_default(),
+            &name,
+            rv,
+            &planned.status,
+        );
         count(ctx, step, previous, planned, now);
     }
 
@@ -254,7 +265,7 @@ async fn apply(
             .await
             .context(|| format!("removing annotation {key} from Step {name}"))?;
     }
-    publish(ctx, step, &planned.events).await;
+    publish(ctx, step, &planned.events);
 
     Ok(if planned.requeue_now {
         Action::requeue(Duration::from_millis(50))
@@ -295,8 +306,10 @@ async fn reject(
         guided_failure: None,
     };
     status.conditions = conditions(&health, &previous.conditions, step.metadata.generation, now);
-    write_status(api, &step.name_any(), &status).await?;
-    publish(ctx, step, &[PlannedEvent::warning("JobRejected", message)]).await;
+    let rv = write_status(api, &step.name_any(), &status).await?;
+    let ns = step.namespace().unwrap_or_default();
+    ctx.step_status.remember(&ns, &step.name_any(), rv, &status);
+    publish(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
     Ok(())
 }
 
