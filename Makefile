@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help tools cluster cluster-down build test test-unit demo bench crds lint fmt install chaos
+.PHONY: help tools cluster cluster-down build test test-unit demo bench crds lint fmt install chaos gitops test-gitops test-kstatus
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -14,7 +14,16 @@ tools: ## build etcd, kube-*, kubectl, kwok and helm from pinned Go modules into
 cluster: tools ## start the local control plane (idempotent); kubeconfig in .cluster/kubeconfig
 	scripts/cluster.sh up
 
-cluster-down: ## stop exactly what `make cluster` started and remove its state
+gitops: cluster ## start Flux (source- and kustomize-controller) and a local git server next to the cluster
+	scripts/gitops.sh up
+
+test-gitops: tools ## only the Flux end-to-end tests (tests/gitops.sh)
+	scripts/with-cluster.sh tests/gitops.sh
+
+test-kstatus: tools ## only the kstatus checks of the operator's statuses (tests/kstatus.sh)
+	scripts/with-cluster.sh tests/kstatus.sh
+
+cluster-down: ## stop exactly what `make cluster` started (and Flux, the demo's operator) and remove its state
 	scripts/cluster.sh down
 
 build: ## build the operator and the kubectl plugin (release)

@@ -4,7 +4,7 @@
 # .tools/bin. A warm run only checks the cache and relinks.
 #
 #   scripts/tools.sh            build everything that is missing
-#   scripts/tools.sh kubernetes build one component (kubernetes|etcd|kwok|helm|flux)
+#   scripts/tools.sh kubernetes build one component (kubernetes|etcd|kwok|helm|flux|kstatus)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -122,11 +122,13 @@ build_helm() {
   build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
-if [[ $# -eq 0 ]]; then set -- kubernetes etcd kwok helm; fi
+if [[ $# -eq 0 ]]; then set -- kubernetes etcd kwok helm flux kstatus; fi
 for c in "$@"; do
   case "$c" in
     kubernetes|etcd|kwok|helm) "build_$c" ;;
-    *) die "unknown component '$c' (kubernetes|etcd|kwok|helm)" ;;
+    flux) "$ROOT/scripts/build-flux.sh" ;;
+    kstatus) "$ROOT/scripts/build-kstatus.sh" ;;
+    *) die "unknown component '$c' (kubernetes|etcd|kwok|helm|flux|kstatus)" ;;
   esac
 done
 log "tools ready in $BIN"

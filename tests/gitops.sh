@@ -22,6 +22,7 @@
 #   flaky    an action that fails once and is retried after 8 s
 #   broken   an action that fails for good (exit code 1, no retries)
 #   guided   guided failure: waits for a decision, then kubectl stepwise retry
+#   approval a manual intervention step: waits for approval, then approved
 #   releases examples/gitops/releases as shipped
 #
 # A monitor samples every Kustomization's Ready condition and then the phase
@@ -273,7 +274,7 @@ cp examples/gitops/releases/*.yaml "$WORK/releases/"
 sed -i "s/^  name: shop\$/  name: $SHOP/" "$WORK/releases/namespace.yaml"
 
 # One Kustomization per scenario, shaped like the example's releases one.
-for s in ok flaky broken guided; do
+for s in ok flaky broken guided approval; do
   cat <<EOF
 ---
 apiVersion: kustomize.toolkit.fluxcd.io/v1
@@ -304,7 +305,21 @@ release "$WORK/scenarios/broken/broken-1.yaml" broken-1 "  retries: {enabled: fa
   "$(action db-schema exit-code=1)"
 release "$WORK/scenarios/guided/guided-1.yaml" guided-1 "  guidedFailure: true
   retries: {limit: 0}" rollout "$(action web fail-attempts=1)"
-REV1="$(commit "Releases: ok-1, flaky-1, broken-1, guided-1, shop-2026-06-01")" || die "cannot push to $NS-platform.git"
+mkdir -p "$WORK/scenarios/approval"
+cat >"$WORK/scenarios/approval/approval-1.yaml" <<EOF
+apiVersion: stepwise.dev/v1alpha1
+kind: Deployment
+metadata:
+  name: approval-1
+spec:
+  steps:
+  - name: gate
+    type: ManualIntervention
+    instructions: Check the canary dashboard, then approve.
+  - name: deploy
+    actions: [$(action web)]
+EOF
+REV1="$(commit "Releases: ok-1, flaky-1, broken-1, guided-1, approval-1, shop-2026-06-01")" || die "cannot push to $NS-platform.git"
 
 # --------------------------------------------------------------- monitor
 
@@ -377,30 +392,41 @@ check "Flux clones the repository over HTTP and applies the CRDs (stepwise-crds 
 # The Deployments are applied as soon as the CRDs are Ready. No operator
 # runs yet: Flux's first health checks see objects without any status of
 # the operator's (only the schema default observedGeneration: -1).
+ALL_RELEASES=("$NS"/ok-1 "$NS"/flaky-1 "$NS"/broken-1 "$NS"/guided-1 "$NS"/approval-1 "$SHOP"/shop-2026-06-01)
+ALL_KS=(ok flaky broken guided approval releases)
 check_fresh() {
-  local deadline=$((SECONDS + TIMEOUT)) s msg
-  for s in ok flaky broken guided releases; do
-    while :; do
-      msg="$(k -n "$NS" get "$KS" "$s" -o jsonpath='{.status.conditions[?(@.type=="Reconciling")].message}' 2>/dev/null)"
-      [[ "$msg" == "Running health checks"* ]] && break
-      ((SECONDS < deadline)) || { echo "$s never started its health checks: $msg"; return 1; }
+  local deadline=$((SECONDS + TIMEOUT)) d ns name phase s r
+  # Flux applies each scenario's Deployment once stepwise-crds is Ready and
+  # starts polling its health right after.
+  for d in "${ALL_RELEASES[@]}"; do
+    ns="${d%/*}" name="${d#*/}"
+    until k -n "$ns" get swd "$name" >/dev/null 2>&1; do
+      ((SECONDS < deadline)) || { echo "Flux did not apply $d"; return 1; }
       sleep 0.3
     done
   done
-  echo "all five Kustomizations run their health checks; no operator yet"
-  k -n "$NS" get swd ok-1 -o jsonpath='status={.status}{"\n"}'
-  [[ -z "$(k -n "$NS" get swd ok-1 -o jsonpath='{.status.phase}')" ]] || { echo "ok-1 has a phase already"; return 1; }
-  # Flux polls at the start of a health check and then every 5 s: over one
-  # full poll period none of them may turn Ready.
-  local until=$((SECONDS + 6)) r
+  echo "Flux applied all ${#ALL_RELEASES[@]} Deployments; no operator of this test runs yet"
+  k -n "$NS" get swd ok-1 -o jsonpath='ok-1 status: {.status}{"\n"}'
+  # Over one full Flux poll period (it polls at the start of a health check,
+  # then every 5 s) no Kustomization may turn Ready and nothing may run.
+  local until=$((SECONDS + 6))
   while ((SECONDS < until)); do
-    for s in ok flaky broken guided releases; do
+    for d in "${ALL_RELEASES[@]}"; do
+      phase="$(k -n "${d%/*}" get swd "${d#*/}" -o jsonpath='{.status.phase}')"
+      if [[ -n "$phase" ]]; then
+        echo "$d is $phase although this test started no operator yet: another Stepwise operator"
+        echo "watches $NS (one started without --namespace?). Stop it; it breaks these checks."
+        return 1
+      fi
+    done
+    for s in "${ALL_KS[@]}"; do
       r="$(ks_ready "$s")"
       [[ "${r%% *}" != True ]] || { echo "$s turned Ready before the operator ran anything: $r"; return 1; }
     done
     sleep 0.5
   done
-  echo "none turned Ready over one Flux poll period (5 s) with status-less Deployments"
+  for s in "${ALL_KS[@]}"; do printf '  %-9s Ready=%s\n' "$s" "$(ks_ready "$s")"; done
+  echo "none turned Ready over one Flux poll period (5 s) while the Deployments had no status but the schema default"
 }
 check "fresh Deployments (no status from the operator yet) keep every Kustomization not Ready" check_fresh
 
@@ -423,8 +449,21 @@ check "a release committed to git is applied by Flux, run by the operator, and o
 # assert_order KS: over the whole timeline, whenever KS was Ready=True, every
 # Deployment it applied was Succeeded in the same sample; and KS was seen not
 # Ready while its Deployment existed and had not succeeded.
+# Until the monitor has taken a sample that started after now.
+sync_timeline() {
+  local now i
+  now="$(date +%s.%N)"; now="${now:0:14}"
+  for ((i = 0; i < 100; i++)); do
+    [[ "$(tail -n 1 "$TIMELINE" | cut -f1)" > "$now" ]] && return 0
+    sleep 0.2
+  done
+  echo "the monitor took no sample for 20 s"
+  return 1
+}
+
 assert_order() {
   local ks="$1"
+  sync_timeline
   awk -F'\t' -v ks="$ks" '
     $2 != ks { next }
     {
@@ -437,7 +476,7 @@ assert_order() {
     $3 != "True" && $5 != "" && !ok { waiting++ }
     $3 != "True" && $5 ~ /=none/ { fresh++ }
     END {
-      printf "%s: %d samples not Ready while running, %d of them before the operator wrote a phase; all Succeeded at %s, Ready at %s\n", ks, waiting, fresh, first_ok, first_ready
+      printf "%s: %d samples not Ready while its Deployments had not all succeeded (%d before the operator wrote a phase); all Succeeded at %s, first Ready at %s\n", ks, waiting, fresh, first_ok, first_ready
       if (bad) exit 1
       if (first_ready == "") { print "never Ready"; exit 1 }
       if (waiting == 0) { print "never saw it not Ready while a release ran"; exit 1 }
@@ -508,6 +547,25 @@ check_guided_recovers() {
 }
 check "guided: after kubectl stepwise retry and success, the Kustomization recovers to Ready on its own" check_guided_recovers
 
+check_approval() {
+  wait_phase "$NS" approval-1 WaitingForApproval
+  # Waiting for a person is not a failure: kstatus InProgress, so Flux keeps
+  # polling (Ready=Unknown, Progressing) until approval or its timeout.
+  local until=$((SECONDS + 6)) r
+  while ((SECONDS < until)); do
+    r="$(ks_ready approval)"
+    [[ "$r" == "Unknown Progressing" ]] || { echo "while waiting for approval: Ready=$r"; return 1; }
+    sleep 0.5
+  done
+  echo "WaitingForApproval over one Flux poll period: Ready=$r"
+  k -n "$NS" get "$KS" approval -o jsonpath='{.status.conditions[?(@.type=="Reconciling")].message}{"\n"}'
+  "$PLUGIN" approve approval-1 -n "$NS"
+  wait_ks approval True ReconciliationSucceeded "$TIMEOUT" "$SECONDS"
+  assert_order approval
+  assert_transition_order approval "$NS" approval-1
+}
+check "approval: waiting for approval keeps Flux waiting (Progressing, not failed); approved -> Ready" check_approval
+
 check_example() {
   wait_ks releases True ReconciliationSucceeded "$TIMEOUT" "$T_OP"
   k -n "$SHOP" get swd -o wide
@@ -522,9 +580,9 @@ check_managed_fields() {
   local ns name bad=0
   for ns in "$NS" "$SHOP"; do
     while read -r name; do
-      k -n "$ns" get swd "$name" -o json | jq -r --arg n "$ns/$name" '
+      k -n "$ns" get swd "$name" -o json --show-managed-fields | jq -r --arg n "$ns/$name" '
         .metadata.managedFields[] |
-        "\($n)\t\(.manager)\t\(.operation)\t\(.subresource // "-")\t\(.fieldsV1 | keys | join(","))"'
+        "\($n)\t\(.manager)\t\(.operation)\t\(.subresource // "-")\t\(.fieldsV1 // {} | keys | join(","))"'
     done < <(k -n "$ns" get swd -o name | cut -d/ -f2)
   done | tee "$OUT/managed-fields.tsv"
   # stepwise: only through the status subresource, only under status.
