@@ -151,20 +151,23 @@ pub async fn run(
         .run(deployment::reconcile, deployment::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Stopped watches never fill their caches: readiness gives up on shutdown.
     let readiness = {
         let ctx = ctx.clone();
         let stopping = stopped(stop_rx.clone());
+        let synced = synced.clone();
         async move {
-            let synced = futures::future::join3(
+            let all = futures::future::join3(
                 ctx.jobs.wait_until_ready(),
                 ctx.pods.wait_until_ready(),
                 ctx.steps.wait_until_ready(),
             );
             tokio::select! {
-                synced = synced => {
-                    if let (Ok(()), Ok(()), Ok(())) = synced {
+                all = all => {
+                    if let (Ok(()), Ok(()), Ok(())) = all {
                         tracing::info!("caches synced; reconciling");
+                        synced.store(true, std::sync::atomic::Ordering::SeqCst);
                         health.set_ready(true);
                     }
                 }
@@ -172,14 +175,31 @@ pub async fn run(
             }
         }
     };
-    let stop = async move {
+    let running = async {
+        tokio::join!(step_run, deployment_run, readiness);
+    };
+    let stopping = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight reconciles");
         let _ = stop_tx.send(true);
+        // Before the caches synced nothing can be in flight, and kube's
+        // controllers would wait for a sync that will never come: leave now.
+        if !synced.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!("reconciles still running {SHUTDOWN_GRACE:?} after SIGTERM; exiting anyway");
     };
-    tokio::join!(step_run, deployment_run, readiness, stop);
+    tokio::select! {
+        _ = running => {}
+        _ = stopping => {}
+    }
     Ok(())
 }
+
+/// How long in-flight reconciles may take after SIGTERM (Kubernetes' default
+/// termination grace period is 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Fails early and clearly when the CRDs are not installed (or not readable).
 pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> {
