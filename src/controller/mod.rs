@@ -26,6 +26,8 @@ pub struct Context {
     pub client: Client,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
+    /// Pod names by (namespace, Job name), so a reconcile never scans every pod.
+    pub pods_by_job: Arc<PodIndex>,
     pub steps: Store<Step>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -84,6 +86,7 @@ pub async fn run(
             }),
     );
     let (pods, pod_writer) = reflector::store::<Pod>();
+    let pods_by_job = Arc::new(PodIndex::default());
     let pod_events = reflector::reflector(
         pod_writer,
         watcher(api::<Pod>(&client, ns), managed)
@@ -100,6 +103,14 @@ pub async fn run(
             .filter_map(|r| future::ready(step_of(r))),
         pod_events
             .touched_objects()
+            .inspect({
+                let index = pods_by_job.clone();
+                move |r| {
+                    if let Ok(pod) = r {
+                        index.add(pod);
+                    }
+                }
+            })
             .filter_map(|r| future::ready(step_of(r))),
     );
 
@@ -129,6 +140,7 @@ pub async fn run(
         client: client.clone(),
         jobs: jobs.clone(),
         pods: pods.clone(),
+        pods_by_job,
         steps: steps_seen,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
@@ -200,6 +212,48 @@ pub async fn run(
 /// How long in-flight reconciles may take after SIGTERM (Kubernetes' default
 /// termination grace period is 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Pod names by (namespace, Job name). Entries of deleted pods linger until
+/// their Job's reconcile finds them gone from the store and drops them.
+#[derive(Default)]
+pub struct PodIndex {
+    names: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+}
+
+impl PodIndex {
+    const JOB_LABEL: &'static str = "batch.kubernetes.io/job-name";
+
+    fn add(&self, pod: &Pod) {
+        let (Some(ns), Some(job)) = (pod.namespace(), pod.labels().get(Self::JOB_LABEL)) else {
+            return;
+        };
+        if let Ok(mut m) = self.names.lock() {
+            let names = m.entry((ns, job.clone())).or_default();
+            let name = pod.name_any();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+
+    /// The Job's newest pod in `store`.
+    pub fn newest(&self, store: &Store<Pod>, ns: &str, job: &str) -> Option<Arc<Pod>> {
+        let mut m = self.names.lock().ok()?;
+        let key = (ns.to_string(), job.to_string());
+        let names = m.get_mut(&key)?;
+        let found: Vec<Arc<Pod>> = names
+            .iter()
+            .filter_map(|n| store.get(&ObjectRef::new(n).within(ns)))
+            .collect();
+        names.retain(|n| found.iter().any(|p| p.name_any() == *n));
+        if names.is_empty() {
+            m.remove(&key);
+        }
+        found
+            .into_iter()
+            .max_by_key(|p| p.creation_timestamp().map(|t| t.0))
+    }
+}
 
 /// Fails early and clearly when the CRDs are not installed (or not readable).
 pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> {

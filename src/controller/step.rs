@@ -8,14 +8,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
 use super::{Context, now, observe, publish, requeue_at, retry_later, write_status};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_CREATED_AT, ANNOTATION_DECISION, LABEL_ACTION, LABEL_ATTEMPT,
-    LABEL_STEP, Outcome, Phase, Step, StepStatus,
+    ANNOTATION_APPROVAL, ANNOTATION_CREATED_AT, ANNOTATION_DECISION, Outcome, Phase, Step,
+    StepStatus,
 };
 use crate::plan::PlannedEvent;
 use crate::plan::step::{AttemptKey, JobState, JobView, StepObservation, StepPlan, plan};
@@ -50,7 +51,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         step.status.clone().unwrap_or_default(),
     );
 
-    let mut views = gather(step, ctx, &ns, &name);
+    let mut views = gather(step, ctx, &previous, &ns, &name);
     // A Job recorded as running but missing from the cache may be newer than
     // the cache: ask the API server before calling it deleted.
     for action in &previous.actions {
@@ -96,37 +97,44 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
 
 /// The Step's Jobs from the cache, each with its pod when the pod already
 /// tells the outcome (about a second before the Job controller does).
-fn gather(step: &Step, ctx: &Context, ns: &str, name: &str) -> BTreeMap<AttemptKey, JobView> {
-    let ours = |obj_ns: Option<String>, labels: &BTreeMap<String, String>| {
-        obj_ns.as_deref() == Some(ns) && labels.get(LABEL_STEP).map(String::as_str) == Some(name)
-    };
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| ours(p.namespace(), p.labels()))
-        .collect();
+fn gather(
+    step: &Step,
+    ctx: &Context,
+    previous: &StepStatus,
+    ns: &str,
+    name: &str,
+) -> BTreeMap<AttemptKey, JobView> {
+    // Job names are a function of (step, action, attempt): look each one up
+    // by name instead of scanning the cache. Past the attempts status knows,
+    // keep going while Jobs exist (created before a lost status write).
     let mut views = BTreeMap::new();
-    for job in ctx.jobs.state() {
-        if !ours(job.namespace(), job.labels()) || !jobs::owned_by(&job, step) {
-            continue;
-        }
-        let Some(key) = attempt_key(job.labels()) else {
-            continue;
-        };
-        let pod = pods
+    for action in &step.spec.actions {
+        let known = previous
+            .actions
             .iter()
-            .filter(|p| attempt_key(p.labels()).as_ref() == Some(&key))
-            .max_by_key(|p| p.creation_timestamp().map(|t| t.0));
-        views.insert(key, job_view(&job, pod.map(|p| p.as_ref())));
+            .find(|a| a.name == action.name)
+            .and_then(|a| a.attempts.iter().map(|x| x.number).max())
+            .unwrap_or(0);
+        for attempt in 1u32.. {
+            let job_name = jobs::job_name(name, &action.name, attempt);
+            let job = ctx
+                .jobs
+                .get(&ObjectRef::new(&job_name).within(ns))
+                .filter(|j| jobs::owned_by(j, step));
+            let Some(job) = job else {
+                if attempt > known {
+                    break;
+                }
+                continue;
+            };
+            let pod = ctx.pods_by_job.newest(&ctx.pods, ns, &job_name);
+            views.insert(
+                (action.name.clone(), attempt),
+                job_view(&job, pod.as_deref()),
+            );
+        }
     }
     views
-}
-
-fn attempt_key(labels: &BTreeMap<String, String>) -> Option<AttemptKey> {
-    let action = labels.get(LABEL_ACTION)?;
-    let attempt = labels.get(LABEL_ATTEMPT)?.parse().ok()?;
-    Some((action.clone(), attempt))
 }
 
 /// Reads one attempt's outcome from its Job, or earlier from its pod.
