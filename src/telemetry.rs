@@ -28,7 +28,11 @@ pub fn init_tracing(json: bool) {
             .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
             .init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).init();
+        // Colours only for a person at a terminal, not in log files.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+            .init();
     }
 }
 
