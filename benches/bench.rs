@@ -9,8 +9,9 @@
 //!   at once; observed minus configured wait, three ways (the operator's own
 //!   `failureSeenAt` -> `startedAt`; the API server's whole-second timestamps;
 //!   the bench's own watch receive times).
-//! * `handoff`: 10 releases of 21 actions (200 hand-offs) under the operator,
-//!   then 10 chains of 21 Jobs driven by a minimal raw client; each hand-off is
+//! * `handoff`: 11 releases of 20 actions (209 hand-offs; a step holds at
+//!   most 20) under the operator, then 11 chains of 20 Jobs driven by a
+//!   minimal raw client; each hand-off is
 //!   "previous Job done -> next Job created" as the bench's watcher saw them.
 //! * `throughput`: `BENCH_RELEASES` (default 1000) releases of 2 steps x 2
 //!   actions to Succeeded, against the raw client running the same 4-Job
@@ -132,7 +133,7 @@ impl Settings {
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
-                "--bench" => {}
+                "--bench" | "--render-only" => {}
                 "--releases" => {
                     s.releases = args
                         .next()
@@ -572,16 +573,15 @@ async fn apiserver_requests(client: &Client) -> BTreeMap<WriteKey, f64> {
         let Some((name, labels, value)) = parse_sample(line) else {
             continue;
         };
-        if name != "apiserver_request_total" {
-            continue;
-        }
+        // Request counts, and the server-side latency of each kind as
+        // `<VERB>#sum` / `<VERB>#count` (seconds) for mean latencies.
         let verb = labels.get("verb").cloned().unwrap_or_default();
-        if !matches!(
-            verb.as_str(),
-            "POST" | "PUT" | "PATCH" | "DELETE" | "APPLY" | "DELETECOLLECTION"
-        ) {
-            continue;
-        }
+        let verb = match name {
+            "apiserver_request_total" => verb,
+            "apiserver_request_duration_seconds_sum" => format!("{verb}#sum"),
+            "apiserver_request_duration_seconds_count" => format!("{verb}#count"),
+            _ => continue,
+        };
         let key = WriteKey {
             verb,
             group: labels.get("group").cloned().unwrap_or_default(),
@@ -606,7 +606,7 @@ fn reads_table(raw: &BTreeMap<WriteKey, f64>, op: &BTreeMap<WriteKey, f64>) -> V
     let mut keys: Vec<&WriteKey> = raw
         .keys()
         .chain(op.keys())
-        .filter(|k| !is_write(k))
+        .filter(|k| !is_write(k) && !k.verb.contains('#'))
         .collect();
     keys.sort();
     keys.dedup();
@@ -629,6 +629,34 @@ fn reads_table(raw: &BTreeMap<WriteKey, f64>, op: &BTreeMap<WriteKey, f64>) -> V
             .take(12)
             .collect::<Vec<_>>()
     )
+}
+
+/// Mean server-side latency (ms) of `verb group/resource` between two snapshots.
+fn server_latency_ms(
+    delta: &BTreeMap<WriteKey, f64>,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    subresource: &str,
+) -> Value {
+    let get = |suffix: &str| {
+        delta
+            .iter()
+            .filter(|(k, _)| {
+                k.verb == format!("{verb}#{suffix}")
+                    && k.group == group
+                    && k.resource == resource
+                    && k.subresource == subresource
+            })
+            .map(|(_, v)| *v)
+            .sum::<f64>()
+    };
+    let (sum, count) = (get("sum"), get("count"));
+    if count > 0.0 {
+        json!({ "mean_ms": round1(sum / count * 1000.0), "requests": count })
+    } else {
+        Value::Null
+    }
 }
 
 fn writes_delta(
@@ -1615,6 +1643,7 @@ async fn phase_handoff(s: &Settings, client: &Client) -> Value {
                 .collect::<Vec<_>>(),
         );
     }
+    let a0 = apiserver_requests(client).await;
     let started = Instant::now();
     let refused = create_all(&api, objs, s.create_concurrency).await;
     assert_eq!(
@@ -1630,6 +1659,8 @@ async fn phase_handoff(s: &Settings, client: &Client) -> Value {
     if !ok {
         log("handoff: the operator did not finish every release in time");
     }
+    let a1 = apiserver_requests(client).await;
+    let op_post_jobs = server_latency_ms(&writes_delta(&a0, &a1), "POST", "batch", "jobs", "");
     let (op_handoffs, op_missing) = handoffs(&rec, &chains);
     let started_at = started_at_by_job(client, &ns).await;
     let op_decomposed = decompose(&rec, &pairs_of(&chains, |_| true), &started_at);
@@ -1645,6 +1676,7 @@ async fn phase_handoff(s: &Settings, client: &Client) -> Value {
     let raw_chains: Vec<Vec<String>> = (0..n)
         .map(|c| (0..len).map(|a| format!("raw-{c:03}-{a:02}")).collect())
         .collect();
+    let a0 = apiserver_requests(client).await;
     let raw_wall = raw_client(
         client,
         &ns,
@@ -1654,6 +1686,8 @@ async fn phase_handoff(s: &Settings, client: &Client) -> Value {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let a1 = apiserver_requests(client).await;
+    let raw_post_jobs = server_latency_ms(&writes_delta(&a0, &a1), "POST", "batch", "jobs", "");
     let (raw_handoffs, raw_missing) = handoffs(&rec, &raw_chains);
     drop(rec);
     delete_namespace(client, &ns, Duration::from_secs(300)).await;
@@ -1664,6 +1698,7 @@ async fn phase_handoff(s: &Settings, client: &Client) -> Value {
         "handoffs": op_handoffs.len(),
         "operator_ms": op_sum,
         "operator_decomposed": op_decomposed,
+        "server_latency_post_jobs": { "operator": op_post_jobs, "raw": raw_post_jobs },
         "load_average": loadavg(),
         "raw_ms": raw_sum,
         "operator_missing": op_missing,
@@ -1871,6 +1906,7 @@ async fn phase_throughput(s: &Settings, client: &Client) -> Value {
             "raw_run": raw_d,
             "operator_attributed": operator,
             "operator_per_attempt": round3(operator / attempts),
+            "server_mean_ms_operator_run": server_latency_ms(&op_reads, &k.verb, &k.group, &k.resource, &k.subresource)["mean_ms"],
         }));
     }
     rows.sort_by(|a, b| {
@@ -1903,6 +1939,10 @@ async fn phase_throughput(s: &Settings, client: &Client) -> Value {
         "cleanup_s": { "raw": round1(raw_cleanup), "operator": round1(op_cleanup) },
         "cluster_cpu_s": { "raw_run": raw_cpu, "operator_run": op_cluster_cpu },
         "hops": hops,
+        "server_latency_post_jobs": {
+            "raw_run": server_latency_ms(&raw_reads, "POST", "batch", "jobs", ""),
+            "operator_run": server_latency_ms(&op_reads, "POST", "batch", "jobs", ""),
+        },
         "reads": reads_table(&raw_reads, &op_reads),
         "load_average": { "raw_run_end": raw_load, "operator_run_end": op_load },
         "operator_cpu_s": round3(op_cpu),
@@ -2163,9 +2203,25 @@ fn render(r: &Value, notes: &str) -> String {
             s["n"], s["min"], s["p50"], s["p90"], s["p99"], s["max"], ho[wall]
         );
     }
+    let d = &ho["operator_decomposed"];
     let _ = writeln!(
         md,
-        "\nOperator reconcile profile in this phase: `{}`\n",
+        "\nOperator hand-offs split at its own `startedAt` (planned, just before the create \
+         request): reaction (previous Job done, as the bench saw it -> startedAt) p50 {} / p99 {} ms; \
+         create (startedAt -> new Job seen by the bench) p50 {} / p99 {} ms. API server's own mean \
+         latency of `POST jobs` (apiserver_request_duration_seconds): operator part {}, raw part {}. \
+         Load average (1, 5, 15 min) at the end: {}.\n",
+        d["react_ms"]["p50"],
+        d["react_ms"]["p99"],
+        d["create_ms"]["p50"],
+        d["create_ms"]["p99"],
+        ho["server_latency_post_jobs"]["operator"],
+        ho["server_latency_post_jobs"]["raw"],
+        ho["load_average"]
+    );
+    let _ = writeln!(
+        md,
+        "Operator reconcile profile in this phase: `{}`\n",
         compact_reconcile(&ho["operator_reconcile"])
     );
 
@@ -2202,36 +2258,96 @@ fn render(r: &Value, notes: &str) -> String {
         compact_reconcile(&tp["reconcile"]),
     );
 
+    let hops = &tp["hops"];
+    let _ = writeln!(
+        md,
+        "Per-hop latency in the throughput run (ms; Job done seen -> next Job seen):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Hop | n | p50 | p90 | p99 | max | reaction p50 / p99 | create p50 / p99 |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    for (label, key, dec) in [
+        ("Raw client", "raw_ms", ""),
+        (
+            "Operator, within a step",
+            "operator_within_step_ms",
+            "operator_within_step_decomposed",
+        ),
+        (
+            "Operator, across steps (via the Deployment)",
+            "operator_across_steps_ms",
+            "operator_across_steps_decomposed",
+        ),
+    ] {
+        let h = &hops[key];
+        let split = if dec.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            let d = &hops[dec];
+            (
+                format!("{} / {}", d["react_ms"]["p50"], d["react_ms"]["p99"]),
+                format!("{} / {}", d["create_ms"]["p50"], d["create_ms"]["p99"]),
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {} | {} | {} |",
+            h["n"], h["p50"], h["p90"], h["p99"], h["max"], split.0, split.1
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nAPI server's mean latency of `POST jobs`: raw run {}, operator run {}. Read requests that \
+         differ between the runs by 5 or more: `{}`. Load average at the end of each run: `{}`.\n",
+        tp["server_latency_post_jobs"]["raw_run"],
+        tp["server_latency_post_jobs"]["operator_run"],
+        tp["reads"],
+        tp["load_average"]
+    );
     let _ = writeln!(md, "### API writes (throughput run)\n");
     let aw = &tp["api_writes"];
     let _ = writeln!(
         md,
         "From `apiserver_request_total` (verbs POST, PUT, PATCH, APPLY, DELETE), read before and after \
          each run. All writes: {} in the operator run ({} per Job), {} in the raw run ({} per Job). \
-         Operator's share: {} writes = {} per attempt. Namespace-local cross-check (bench watches): `{}`.\n",
+         Operator's share: {} writes = {} per attempt.\n\n\
+         Cross-check from the bench's own watches of the operator's namespace (changes only: a \
+         write that changes nothing is a request but no watch event): {} per attempt, `{}`.\n\n\
+         Other writes that differ between the runs by more than 2% (another client writing \
+         meanwhile, or the cluster's own per-Job work varying with timing; not counted as the \
+         operator's): `{}`.\n",
         aw["all_writes_operator_run"],
         aw["all_writes_per_job_operator_run"],
         aw["all_writes_raw_run"],
         aw["all_writes_per_job_raw_run"],
         aw["operator_writes"],
         aw["operator_writes_per_attempt"],
-        aw["namespace_local_counts"]
+        aw["namespace_local_per_attempt"],
+        aw["namespace_local_counts"],
+        aw["foreign_writes"]
     );
     let _ = writeln!(
         md,
-        "| Write | Operator run | Raw run | Operator's | Per attempt |"
+        "| Write | Operator run | Raw run | Operator's | Per attempt | Server mean ms |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
     if let Some(rows) = aw["rows"].as_array() {
         for w in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 w["write"].as_str().unwrap_or("?"),
                 w["operator_run"],
                 w["raw_run"],
                 w["operator_attributed"],
-                w["operator_per_attempt"]
+                w["operator_per_attempt"],
+                if w["server_mean_ms_operator_run"].is_null() {
+                    "-".to_string()
+                } else {
+                    w["server_mean_ms_operator_run"].to_string()
+                }
             );
         }
     }
@@ -2240,7 +2356,7 @@ fn render(r: &Value, notes: &str) -> String {
     let _ = writeln!(
         md,
         "Peak RSS {} MiB, RSS at end {} MiB, {} threads, CPU {} s. RSS curve (s since ready, MiB): `{}`.\n\
-         For comparison, the hand-off phase's operator (10 releases): `{}`.",
+         For comparison, the hand-off phase's operator: `{}`.",
         fp["peak_rss_mib"],
         fp["rss_at_end_mib"],
         fp["threads"],
@@ -2310,6 +2426,17 @@ async fn run_phases(s: &Settings, client: &Client, mut results: Value) -> Value 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let s = Settings::load();
+    if std::env::args().any(|a| a == "--render-only") {
+        // Rewrites BENCHMARKS.md from bench/results.json (after editing the notes).
+        let results: Value = std::fs::read_to_string(s.out_dir.join("bench/results.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .expect("bench/results.json");
+        let md_path = s.out_dir.join("BENCHMARKS.md");
+        let md = render(&results, &existing_notes(&md_path));
+        std::fs::write(&md_path, md).expect("write BENCHMARKS.md");
+        return;
+    }
     let client = connect(&s.kubeconfig).await;
     let version = client
         .apiserver_version()
