@@ -69,6 +69,24 @@ pub fn conditions(
     out
 }
 
+/// Conditions of an object that failed for good outside the plan (an object
+/// the API server refused to create for it).
+pub fn failed(
+    reason: &str,
+    message: &str,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let health = Health {
+        phase: Phase::Failed,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        guided_failure: None,
+    };
+    conditions(&health, previous, generation, now)
+}
+
 fn condition(
     type_: &str,
     status: bool,

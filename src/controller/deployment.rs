@@ -10,11 +10,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-use super::{Context, now, observe, publish, retry_later, write_status};
+use super::{Context, now, observe, publish, retry_later};
 use crate::api::{Deployment, FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step};
 use crate::plan::PlannedEvent;
 use crate::plan::deployment::{StepView, plan, step_name, step_spec};
-use crate::status::{Health, conditions};
 use crate::{Error, KubeContext, Result};
 
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
@@ -77,25 +76,26 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         && let Err(message) = create_step(d, ctx, &ns, i).await?
     {
         let mut status = planned.status.clone();
-        let health = Health {
-            phase: Phase::Failed,
-            reason: "StepRejected".into(),
-            message: message.clone(),
-            guided_failure: None,
-        };
         status.phase = Some(Phase::Failed);
         status.message = Some(message.clone());
-        status.conditions = conditions(&health, &previous.conditions, d.metadata.generation, now);
-        let rv = write_status(&api, &name, &status).await?;
-        ctx.deployment_status.remember(&ns, &name, rv, &status);
+        status.conditions = crate::status::failed(
+            "StepRejected",
+            &message,
+            &previous.conditions,
+            d.metadata.generation,
+            now,
+        );
+        ctx.deployment_status
+            .write(&api, &ns, &name, &status)
+            .await?;
         publish(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
         ctx.metrics.deployment_phase(key, Some(Phase::Failed));
         return Ok(Action::await_change());
     }
     if planned.status != previous {
-        let rv = write_status(&api, &name, &planned.status).await?;
         ctx.deployment_status
-            .remember(&ns, &name, rv, &planned.status);
+            .write(&api, &ns, &name, &planned.status)
+            .await?;
     }
     ctx.metrics.deployment_phase(key, planned.status.phase);
     publish(ctx, d, &planned.events);

@@ -268,32 +268,25 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> 
 }
 
 fn deployment_of(touched: Result<Step, watcher::Error>) -> Option<ObjectRef<Deployment>> {
-    match touched {
-        Ok(step) => {
-            let owner = step
-                .owner_references()
-                .iter()
-                .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
-            Some(ObjectRef::new(&owner.name).within(step.namespace()?.as_str()))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "watch error (retrying with backoff)");
-            None
-        }
-    }
+    let step = logged(touched)?;
+    let owner = step
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
+    Some(ObjectRef::new(&owner.name).within(step.namespace()?.as_str()))
+}
+
+/// Watch errors are retried with backoff by the watcher; they are only logged here.
+fn logged<K>(touched: Result<K, watcher::Error>) -> Option<K> {
+    touched
+        .inspect_err(|e| tracing::warn!(error = %e, "watch error (retrying with backoff)"))
+        .ok()
 }
 
 fn step_of<K: Resource>(touched: Result<K, watcher::Error>) -> Option<ObjectRef<Step>> {
-    match touched {
-        Ok(obj) => {
-            let step = obj.labels().get(LABEL_STEP)?;
-            Some(ObjectRef::new(step).within(obj.namespace()?.as_str()))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "watch error (retrying with backoff)");
-            None
-        }
-    }
+    let obj = logged(touched)?;
+    let step = obj.labels().get(LABEL_STEP)?;
+    Some(ObjectRef::new(step).within(obj.namespace()?.as_str()))
 }
 
 /// Times a reconcile and counts its result.
@@ -333,11 +326,7 @@ pub(crate) fn requeue_at(due: jiff::Timestamp) -> Action {
 /// Writes a whole status with server-side apply under the operator's field
 /// manager: the operator owns `status` and nothing else. Returns the
 /// object's new resourceVersion.
-pub(crate) async fn write_status<K, S>(
-    api: &Api<K>,
-    name: &str,
-    status: &S,
-) -> Result<Option<String>>
+async fn write_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<Option<String>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: serde::Serialize,
@@ -374,8 +363,24 @@ impl<S> Default for Written<S> {
     }
 }
 
-impl<S: Clone> Written<S> {
-    pub fn remember(&self, ns: &str, name: &str, resource_version: Option<String>, status: &S) {
+impl<S: Clone + serde::Serialize> Written<S> {
+    /// Writes `status` (see [`write_status`]) and remembers it.
+    pub(crate) async fn write<K>(
+        &self,
+        api: &Api<K>,
+        ns: &str,
+        name: &str,
+        status: &S,
+    ) -> Result<()>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let rv = write_status(api, name, status).await?;
+        self.remember(ns, name, rv, status);
+        Ok(())
+    }
+
+    fn remember(&self, ns: &str, name: &str, resource_version: Option<String>, status: &S) {
         let Some(rv) = resource_version.and_then(|v| v.parse::<u64>().ok()) else {
             return;
         };

@@ -13,14 +13,13 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
-use super::{Context, now, observe, publish, requeue_at, retry_later, write_status};
+use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_CREATED_AT, ANNOTATION_DECISION, Outcome, Phase, Step,
     StepStatus,
 };
 use crate::plan::PlannedEvent;
 use crate::plan::step::{AttemptKey, JobState, JobView, StepObservation, StepPlan, plan};
-use crate::status::{Health, conditions};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -257,13 +256,10 @@ async fn apply(
     }
 
     if planned.status != *previous {
-        let rv = write_status(&api, &name, &planned.status).await?;
-        ctx.step_status.remember(
-            &step.namespace().unwrap_or_default(),
-            &name,
-            rv,
-            &planned.status,
-        );
+        let ns = step.namespace().unwrap_or_default();
+        ctx.step_status
+            .write(&api, &ns, &name, &planned.status)
+            .await?;
         count(ctx, step, previous, planned, now);
     }
 
@@ -307,16 +303,17 @@ async fn reject(
     }
     status.phase = Some(Phase::Failed);
     status.message = Some(message.to_string());
-    let health = Health {
-        phase: Phase::Failed,
-        reason: "JobRejected".into(),
-        message: message.to_string(),
-        guided_failure: None,
-    };
-    status.conditions = conditions(&health, &previous.conditions, step.metadata.generation, now);
-    let rv = write_status(api, &step.name_any(), &status).await?;
+    status.conditions = crate::status::failed(
+        "JobRejected",
+        message,
+        &previous.conditions,
+        step.metadata.generation,
+        now,
+    );
     let ns = step.namespace().unwrap_or_default();
-    ctx.step_status.remember(&ns, &step.name_any(), rv, &status);
+    ctx.step_status
+        .write(api, &ns, &step.name_any(), &status)
+        .await?;
     publish(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
     Ok(())
 }
