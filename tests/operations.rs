@@ -7,9 +7,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::operator::{Operator, install_crds, leader_status, leading, sample};
+use common::operator::{Operator, leader_status, leading, namespace_with_crds, sample, setup};
 use common::release::{action, release};
-use common::{TestNamespace, wait_for, wait_until};
+use common::{wait_for, wait_until};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -87,9 +87,7 @@ async fn survives_sigkill_at_random_moments() {
         "chaos: {releases} releases, {kills} kills, seed {seed} (STEPWISE_CHAOS_SEED reproduces it)"
     );
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let ns = TestNamespace::new("chaos").await;
-    install_crds(&ns.client).await;
-    let mut op = Operator::start(&ns.name).await;
+    let (ns, mut op) = setup("chaos").await;
     let api: Api<Deployment> = ns.api();
 
     let mut expected = BTreeMap::new();
@@ -244,17 +242,10 @@ async fn survives_sigkill_at_random_moments() {
 /// over within the lease duration; no duplicate Jobs.
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_leader_acts_and_the_other_takes_over() {
-    let ns = TestNamespace::new("leader").await;
-    install_crds(&ns.client).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        ns.name.as_str(),
-        "--lease-duration",
-        "4s",
-    ];
-    let first = Operator::start_with(&ns.name, &args).await;
-    let second = Operator::start_with(&ns.name, &args).await;
+    let ns = namespace_with_crds("leader").await;
+    let lease = "4s";
+    let first = Operator::start_leader_elected(&ns.name, lease).await;
+    let second = Operator::start_leader_elected(&ns.name, lease).await;
     wait_until(Duration::from_secs(30), "exactly one leader", || {
         let (a, b) = (first.metrics_port, second.metrics_port);
         async move {
@@ -336,8 +327,7 @@ async fn only_the_leader_acts_and_the_other_takes_over() {
 /// enforces the restricted Pod Security Standard.
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_pass_restricted_pod_security() {
-    let ns = TestNamespace::new("restricted").await;
-    install_crds(&ns.client).await;
+    let ns = namespace_with_crds("restricted").await;
     let namespaces: Api<Namespace> = Api::all(ns.client.clone());
     let labels =
         json!({ "metadata": { "labels": { "pod-security.kubernetes.io/enforce": "restricted" } } });
@@ -373,9 +363,7 @@ async fn jobs_pass_restricted_pod_security() {
 /// A status wiped by someone is rebuilt from the Jobs; nothing runs twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cleared_status_is_rebuilt_from_the_jobs() {
-    let ns = TestNamespace::new("cleared").await;
-    install_crds(&ns.client).await;
-    let op = Operator::start(&ns.name).await;
+    let (ns, op) = setup("cleared").await;
     let api: Api<Deployment> = ns.api();
     let spec = json!({ "steps": [{ "name": "s", "actions": [
         action("a", &[]), action("b", &[("duration", "4s")]), action("c", &[]) ] }] });
@@ -436,9 +424,7 @@ async fn a_cleared_status_is_rebuilt_from_the_jobs() {
 /// stalls with the API server's words instead of crash-looping.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_action_the_api_server_refuses_stalls_with_its_message() {
-    let ns = TestNamespace::new("refused").await;
-    install_crds(&ns.client).await;
-    let op = Operator::start(&ns.name).await;
+    let (ns, op) = setup("refused").await;
     let api: Api<Deployment> = ns.api();
     let spec = json!({ "steps": [{ "name": "s", "actions": [{ "name": "bad", "template": {
         "spec": { "containers": [{ "name": "Not_A_DNS_Label", "image": "busybox" }] } } }] }] });
@@ -490,21 +476,14 @@ async fn an_action_the_api_server_refuses_stalls_with_its_message() {
 /// holder left behind); the standby then takes over within the lease duration.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_releases_the_lease() {
-    let ns = TestNamespace::new("sigterm").await;
-    install_crds(&ns.client).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        ns.name.as_str(),
-        "--lease-duration",
-        "6s",
-    ];
-    let mut first = Operator::start_with(&ns.name, &args).await;
+    let ns = namespace_with_crds("sigterm").await;
+    let lease = "6s";
+    let mut first = Operator::start_leader_elected(&ns.name, lease).await;
     wait_until(Duration::from_secs(30), "the first replica to lead", || {
         leading(first.metrics_port)
     })
     .await;
-    let second = Operator::start_with(&ns.name, &args).await;
+    let second = Operator::start_leader_elected(&ns.name, lease).await;
     let stopped_in = first.terminate();
     assert!(
         first.log_text().contains("lease released"),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::operator::{Operator, install_crds, sample};
+use common::operator::{namespace_with_crds, sample, setup};
 use common::release::{action, release, wait_phase};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
@@ -20,13 +20,6 @@ use stepwise::api::{
 };
 
 const LONG: Duration = Duration::from_secs(90);
-
-async fn setup(prefix: &str) -> (TestNamespace, Operator) {
-    let ns = TestNamespace::new(prefix).await;
-    install_crds(&ns.client).await;
-    let op = Operator::start(&ns.name).await;
-    (ns, op)
-}
 
 async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
     let api: Api<Deployment> = ns.api();
@@ -669,8 +662,7 @@ async fn operator_writes_only_status() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fresh_release_reads_in_progress_before_the_operator_acts() {
-    let ns = TestNamespace::new("fresh").await;
-    install_crds(&ns.client).await;
+    let ns = namespace_with_crds("fresh").await;
     let api = create(
         &ns,
         &release(

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::operator::{Operator, install_crds};
-use common::{TestNamespace, client, wait_for};
+use common::operator::setup;
+use common::{client, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -101,9 +101,7 @@ async fn api_server_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn recovers_from_an_api_server_and_etcd_restart() {
-    let ns = TestNamespace::new("outage").await;
-    install_crds(&ns.client).await;
-    let mut op = Operator::start(&ns.name).await;
+    let (ns, mut op) = setup("outage").await;
     let api: Api<Deployment> = ns.api();
     let d: Deployment = serde_json::from_value(json!({
         "apiVersion": "stepwise.dev/v1alpha1", "kind": "Deployment", "metadata": { "name": "rel" },

@@ -5,9 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use common::operator::{Operator, install_crds};
+use common::kubeconfig_path;
+use common::operator::setup;
 use common::release::wait_phase;
-use common::{TestNamespace, kubeconfig_path};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
@@ -30,9 +30,7 @@ fn plugin(ns: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_decisions_and_approvals() {
-    let ns = TestNamespace::new("plugin").await;
-    install_crds(&ns.client).await;
-    let op = Operator::start(&ns.name).await;
+    let (ns, op) = setup("plugin").await;
     let n = ns.name.as_str();
 
     let (ok, text) = plugin(n, &["status", "nope"]);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestNamespace;
-use common::operator::install_crds;
+use common::operator::namespace_with_crds;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -302,8 +302,7 @@ async fn expect_rejected(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_deployments_are_rejected_naming_the_field() {
-    let ns = TestNamespace::new("invalid").await;
-    install_crds(&ns.client).await;
+    let ns = namespace_with_crds("invalid").await;
     let api = dynamic::<Deployment>(&ns);
     let cases = deployment_cases();
     assert!(cases.len() >= 30, "the table keeps at least 30 cases");
@@ -350,8 +349,7 @@ async fn invalid_deployments_are_rejected_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_steps_are_rejected_naming_the_field() {
-    let ns = TestNamespace::new("invalid-step").await;
-    install_crds(&ns.client).await;
+    let ns = namespace_with_crds("invalid-step").await;
     let api = dynamic::<Step>(&ns);
     let cases = [
         (
@@ -387,8 +385,7 @@ async fn invalid_steps_are_rejected_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spec_changes_after_creation_are_refused() {
-    let ns = TestNamespace::new("immutable").await;
-    install_crds(&ns.client).await;
+    let ns = namespace_with_crds("immutable").await;
     let api = dynamic::<Deployment>(&ns);
     let original = object("Deployment", "rel", with_step(run_step("s")));
     api.create(&PostParams::default(), &original)

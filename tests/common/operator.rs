@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{kubeconfig_path, wait_for};
+use super::{TestNamespace, kubeconfig_path, wait_for};
 
 /// Installs (or updates) the CRDs with server-side apply and waits until both are served.
 pub async fn install_crds(client: &Client) {
@@ -45,6 +45,20 @@ pub async fn install_crds(client: &Client) {
     }
 }
 
+/// A fresh test namespace, with the CRDs installed.
+pub async fn namespace_with_crds(prefix: &str) -> TestNamespace {
+    let ns = TestNamespace::new(prefix).await;
+    install_crds(&ns.client).await;
+    ns
+}
+
+/// A fresh test namespace with the CRDs and an operator watching it.
+pub async fn setup(prefix: &str) -> (TestNamespace, Operator) {
+    let ns = namespace_with_crds(prefix).await;
+    let op = Operator::start(&ns.name).await;
+    (ns, op)
+}
+
 /// A running `stepwise controller --namespace <ns>`; killed (SIGKILL) on drop.
 pub struct Operator {
     child: Option<Child>,
@@ -67,6 +81,18 @@ impl Operator {
     /// Starts the operator for `namespace` and waits until it reports ready.
     pub async fn start(namespace: &str) -> Operator {
         Self::start_with(namespace, &[]).await
+    }
+
+    /// A replica electing its leader through a Lease in `namespace`.
+    pub async fn start_leader_elected(namespace: &str, lease_duration: &str) -> Operator {
+        let args = [
+            "--leader-elect",
+            "--leader-election-namespace",
+            namespace,
+            "--lease-duration",
+            lease_duration,
+        ];
+        Self::start_with(namespace, &args).await
     }
 
     pub async fn start_with(namespace: &str, extra: &[&str]) -> Operator {
