@@ -10,7 +10,6 @@
 # `=> ./api` and a few pinned forks), so `go install module@version` refuses
 # them. Instead each is built through a throwaway module that requires it,
 # copies its non-local replaces, and leaves `/api` to the published module.
-# A .done marker makes a half-finished (killed) build start over.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,35 +18,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # v1.10.x does not build from the proxy here (some dependencies are not served).
 FLUX_CONTROLLERS_VERSION="${FLUX_CONTROLLERS_VERSION:-v1.9.3}"
 
-CACHE="${STEPWISE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stepwise}"
-BIN="$ROOT/.tools/bin"
+TAG=flux
+# shellcheck source=scripts/lib/gobuild.sh
+source "$ROOT/scripts/lib/gobuild.sh"
 CRDS="$ROOT/.tools/flux/crds"
-mkdir -p "$CACHE" "$BIN" "$CRDS"
-
-export GOFLAGS="-buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-
-log() { printf '[flux] %s\n' "$*" >&2; }
-die() { printf '[flux] error: %s\n' "$*" >&2; exit 1; }
-
-command -v go >/dev/null || die "the Go toolchain is not on PATH (need Go >= 1.26 for Flux $FLUX_CONTROLLERS_VERSION)"
-
-# Runs a go command quietly; on failure shows its output and names the cause.
-gorun() {
-  local out
-  if ! out="$("$@" 2>&1)"; then
-    printf '%s\n' "$out" >&2
-    if grep -qE 'dial tcp|no such host|connection refused|i/o timeout|TLS handshake' <<<"$out"; then
-      die "the Go module proxy ($(go env GOPROXY)) cannot be reached; check the network or set GOPROXY"
-    fi
-    if grep -qE 'requires go >=|toolchain not available' <<<"$out"; then
-      die "Flux $FLUX_CONTROLLERS_VERSION needs a newer Go than $(go env GOVERSION)"
-    fi
-    die "'$*' failed (output above)"
-  fi
-  return 0
-}
+mkdir -p "$CRDS"
 
 link() { # name controller
   local dir="$CACHE/$1" f
@@ -59,7 +34,7 @@ build() { # controller (source-controller | kustomize-controller)
   local ctl="$1" mod="github.com/fluxcd/$1" v="$FLUX_CONTROLLERS_VERSION"
   local name="flux-$ctl-$v" dir
   dir="$CACHE/$name"
-  if [[ -f "$dir/.done" ]]; then link "$name" "$ctl"; return; fi
+  if built "$dir"; then link "$name" "$ctl"; return; fi
   rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin" "$dir/crds"
   log "building $ctl $v (cold: a few minutes)"
   local started=$SECONDS

@@ -11,40 +11,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/versions.sh
 source "$ROOT/scripts/versions.sh"
 
-CACHE="${STEPWISE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stepwise}"
-BIN="$ROOT/.tools/bin"
-mkdir -p "$CACHE" "$BIN"
+TAG=tools
+# shellcheck source=scripts/lib/gobuild.sh
+source "$ROOT/scripts/lib/gobuild.sh"
 
-export GOFLAGS="-buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-
-log() { printf '[tools] %s\n' "$*" >&2; }
-die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
-
-command -v go >/dev/null || die "the Go toolchain is not on PATH (need Go >= 1.25)"
-
-# Runs a go command; turns the proxy's terse failures into a sentence that
-# names the module that could not be had.
-gorun() {
-  local out
-  if ! out="$("$@" 2>&1)"; then
-    printf '%s\n' "$out" >&2
-    if grep -qE 'dial tcp|no such host|connection refused|i/o timeout|TLS handshake' <<<"$out"; then
-      die "the Go module proxy ($(go env GOPROXY)) cannot be reached; check the network or set GOPROXY"
-    fi
-    local missing
-    missing="$(grep -oE '[a-zA-Z0-9./_-]+@v[0-9][^:]*: (reading|verifying|invalid version)[^$]*' <<<"$out" | head -1 || true)"
-    [[ -n "$missing" ]] && die "a module is not served by the proxy: $missing"
-    die "'$*' failed (output above)"
-  fi
-  [[ -n "$out" ]] && printf '%s\n' "$out" >&2
-  return 0
-}
-
-# A component is built once into $CACHE/<name>-<version>/bin; a .done marker
-# makes half-finished builds (a killed run) rebuild instead of being trusted.
-have() { [[ -f "$CACHE/$1/.done" ]]; }
+# A component is built once into $CACHE/<name>-<version>/bin.
+have() { built "$CACHE/$1"; }
 
 link() {
   local dir="$CACHE/$1/bin" f
