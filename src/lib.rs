@@ -41,6 +41,8 @@ pub enum Error {
     },
     #[error("leader election: {0}")]
     Lease(String),
+    #[error("the {0} caches stopped before they were filled")]
+    CacheStopped(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -360,6 +360,88 @@ async fn jobs_pass_restricted_pod_security() {
     ns.cleanup().await;
 }
 
+/// Restarts with finished and failed releases on the cluster never write
+/// them back to an unfinished phase (a reconcile that read a half-filled cache
+/// once did, and GitOps tools saw the release flap).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_never_reopens_a_finished_release() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let (ns, mut op) = setup("reopen").await;
+    let api: Api<Deployment> = ns.api();
+    let names: Vec<String> = (0..6).map(|i| format!("rel-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let a = if i % 2 == 0 {
+            action("a", &[])
+        } else {
+            action("a", &[("exit-code", "1")])
+        };
+        let spec = json!({ "steps": [
+            { "name": "one", "actions": [a] },
+            { "name": "two", "actions": [action("b", &[])] } ] });
+        api.create(&PostParams::default(), &release(name, spec))
+            .await
+            .unwrap();
+    }
+    let finished = |d: &Deployment| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_terminal)
+    };
+    for name in &names {
+        wait_for(
+            &api,
+            name,
+            Duration::from_secs(60),
+            "the release to finish",
+            finished,
+        )
+        .await;
+    }
+    // Every status change from here on, as the API server reports it.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = tokio::spawn({
+        let seen = seen.clone();
+        let api = api.clone();
+        async move {
+            watcher(api, watcher::Config::default())
+                .applied_objects()
+                .for_each(|d| {
+                    if let Ok(d) = d {
+                        let phase = d.status.and_then(|s| s.phase);
+                        seen.lock()
+                            .unwrap()
+                            .push((d.metadata.name.unwrap_or_default(), phase));
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+        }
+    });
+    for _ in 0..4 {
+        op.restart().await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.len() >= names.len(),
+        "the watch saw every release: {seen:?}"
+    );
+    let reopened: Vec<_> = seen
+        .iter()
+        .filter(|(_, phase)| !phase.is_some_and(Phase::is_terminal))
+        .collect();
+    assert!(
+        reopened.is_empty(),
+        "finished releases reopened: {reopened:?}"
+    );
+    drop(op);
+    ns.cleanup().await;
+}
+
 /// A status wiped by someone is rebuilt from the Jobs; nothing runs twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cleared_status_is_rebuilt_from_the_jobs() {

@@ -29,6 +29,7 @@ pub fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Context>) -> A
 }
 
 async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
+    ctx.synced().await?;
     let ns = d
         .namespace()
         .ok_or_else(|| Error::Invalid("Deployment without a namespace".into()))?;
@@ -70,6 +71,7 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         &views,
         now,
     );
+    tracing::debug!(phase = ?planned.status.phase, create_step = ?planned.create_step, "planned");
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
 
     if let Some(i) = planned.create_step
@@ -88,7 +90,7 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         ctx.deployment_status
             .write(&api, &ns, &name, &status)
             .await?;
-        publish(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
+        publish::<_, Step>(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
         ctx.metrics.deployment_phase(key, Some(Phase::Failed));
         return Ok(Action::await_change());
     }
@@ -98,15 +100,16 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
             .await?;
     }
     ctx.metrics.deployment_phase(key, planned.status.phase);
-    publish(ctx, d, &planned.events);
-    // Step changes wake the Deployment; the requeue is only a safety net.
+    publish::<_, Step>(ctx, d, &planned.events);
+    // Step changes wake the Deployment; the requeue is only a safety net
+    // (a Step deleted by hand, say), long enough not to load a large fleet.
     Ok(match planned.status.phase {
         Some(p) if p.is_terminal() => Action::await_change(),
-        _ => Action::requeue(std::time::Duration::from_secs(120)),
+        _ => Action::requeue(std::time::Duration::from_secs(600)),
     })
 }
 
-fn view(step: &Step) -> StepView {
+pub(super) fn view(step: &Step) -> StepView {
     let status = step.status.clone().unwrap_or_default();
     StepView {
         name: step.name_any(),

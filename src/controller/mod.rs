@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future, stream};
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use k8s_openapi::api::{
+    batch::v1::Job,
+    core::v1::{ObjectReference, Pod},
+};
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -28,11 +31,31 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// Pod names by (namespace, Job name), so a reconcile never scans every pod.
     pub pods_by_job: Arc<PodIndex>,
+    /// When the watches first delivered each Job's failure.
+    pub failures_seen: Arc<FailureClock>,
     pub steps: Store<Step>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// True once every cache has been filled (see [`Context::synced`]).
+    pub synced: tokio::sync::watch::Receiver<bool>,
     pub step_status: Written<crate::api::StepStatus>,
     pub deployment_status: Written<crate::api::DeploymentStatus>,
+}
+
+impl Context {
+    /// Waits until every cache has been filled by its first list. A reconcile
+    /// that read a half-filled cache would take a Step for missing and write
+    /// a finished release back to Running (and GitOps tools would see it flap).
+    /// (Not `Store::wait_until_ready` here: it wakes only the last of several
+    /// concurrent waiters, and the others would hang.)
+    pub(crate) async fn synced(&self) -> Result<()> {
+        let mut synced = self.synced.clone();
+        synced
+            .wait_for(|s| *s)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::CacheStopped("operator"))
+    }
 }
 
 /// What `stepwise controller` was asked to watch and how hard to work.
@@ -75,6 +98,7 @@ pub async fn run(
 
     // Only what reconciles read is kept: the caches hold status, labels and owners.
     let managed = watcher::Config::default().labels(LABEL_STEP);
+    let failures_seen = Arc::new(FailureClock::default());
     let (jobs, job_writer) = reflector::store::<Job>();
     let job_events = reflector::reflector(
         job_writer,
@@ -91,47 +115,97 @@ pub async fn run(
         pod_writer,
         watcher(api::<Pod>(&client, ns), managed)
             .default_backoff()
-            .modify(|p: &mut Pod| {
-                p.managed_fields_mut().clear();
-                p.spec = None;
-            }),
+            .modify(trim_pod),
     );
     // A Job or pod changing (or vanishing) wakes the Step named in its labels.
     let wake_steps = stream::select(
         job_events
             .touched_objects()
+            .inspect({
+                let clock = failures_seen.clone();
+                move |r| {
+                    if let Ok(job) = r
+                        && job_failed(job)
+                    {
+                        clock.saw(job.namespace(), Some(job.name_any()));
+                    }
+                }
+            })
             .filter_map(|r| future::ready(step_of(r))),
         pod_events
             .touched_objects()
             .inspect({
                 let index = pods_by_job.clone();
+                let clock = failures_seen.clone();
                 move |r| {
                     if let Ok(pod) = r {
                         index.add(pod);
+                        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+                            clock.saw(
+                                pod.namespace(),
+                                pod.labels().get(PodIndex::JOB_LABEL).cloned(),
+                            );
+                        }
                     }
                 }
             })
             .filter_map(|r| future::ready(step_of(r))),
     );
 
-    // The Deployment controller reads Steps from the same reflector whose
-    // events wake it: the store is updated before the event is seen, so a
-    // reconcile never reads a Step older than the change that triggered it.
+    // One Step watch and one store serve both controllers. The store is
+    // updated before an event is passed on, so a reconcile never reads a
+    // Step older than the change that triggered it.
     let (steps_seen, step_writer) = reflector::store::<Step>();
+    let (ask_step, step_asked) = futures::channel::mpsc::unbounded::<ObjectRef<Step>>();
     let step_events = reflector::reflector(
         step_writer,
         watcher(steps.clone(), watcher::Config::default())
             .default_backoff()
             .modify(|s: &mut Step| s.managed_fields_mut().clear()),
     );
-    let wake_deployments = step_events
-        .touched_objects()
-        .filter_map(|r| future::ready(deployment_of(r)));
+    // A Step wakes on its own spec and annotations (decisions, approvals),
+    // and when its status is gone (wiped, or restored from a backup without
+    // it); otherwise its status is the operator's own write, and its Jobs
+    // wake it. A Deployment wakes only when what it mirrors of a Step changes
+    // (its phase, or its detail while it needs attention).
+    let (mut asked, mut mirrored) = (Changes::default(), Changes::default());
+    let wake_deployments = step_events.filter_map(move |event| {
+        let woken = match logged(event) {
+            // A Step deleted by hand is created again.
+            Some(watcher::Event::Delete(s)) => Some(s),
+            Some(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let asks = (s.metadata.generation, s.annotations(), s.status.is_none());
+                if asked.changed(&s, asks)
+                    && let Some(ns) = s.namespace()
+                {
+                    // Only fails once the Step controller has stopped.
+                    let _ = ask_step.unbounded_send(ObjectRef::new(&s.name_any()).within(&ns));
+                }
+                Some(s).filter(|s| mirrored.changed(s, deployment::view(s).mirrored()))
+            }
+            _ => None,
+        };
+        future::ready(woken.and_then(|s| deployment_of(&s)))
+    });
+
+    let (deployments_seen, deployment_writer) = reflector::store::<Deployment>();
+    let deployment_events = reflector::reflector(
+        deployment_writer,
+        watcher(deployments, watcher::Config::default())
+            .default_backoff()
+            .modify(|d: &mut Deployment| {
+                d.managed_fields_mut().clear();
+                // kubectl's client-side apply keeps a second copy of the spec here.
+                d.annotations_mut().remove(LAST_APPLIED);
+            }),
+    );
 
     let config = ControllerConfig::default().concurrency(settings.concurrency);
-    let step_controller = Controller::new(steps.clone(), watcher::Config::default())
+    let step_controller = Controller::for_stream(stream::pending(), steps_seen.clone())
         .with_config(config.clone())
+        .reconcile_on(step_asked)
         .reconcile_on(wake_steps);
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let reporter = Reporter {
         controller: "stepwise".into(),
         instance: settings.instance.clone(),
@@ -141,11 +215,13 @@ pub async fn run(
         jobs: jobs.clone(),
         pods: pods.clone(),
         pods_by_job,
+        failures_seen,
         steps: steps_seen,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         step_status: Written::default(),
         deployment_status: Written::default(),
+        synced: synced_rx,
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -156,19 +232,18 @@ pub async fn run(
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(step::reconcile, step::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
-    let deployment_run = Controller::new(deployments, watcher::Config::default())
-        .with_config(config)
-        .reconcile_on(wake_deployments)
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(deployment::reconcile, deployment::error_policy, ctx.clone())
-        .for_each(|_| future::ready(()));
+    let deployment_run =
+        Controller::for_stream(deployment_events.touched_objects(), deployments_seen)
+            .with_config(config)
+            .reconcile_on(wake_deployments)
+            .graceful_shutdown_on(stopped(stop_rx.clone()))
+            .run(deployment::reconcile, deployment::error_policy, ctx.clone())
+            .for_each(|_| future::ready(()));
 
-    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Stopped watches never fill their caches: readiness gives up on shutdown.
     let readiness = {
         let ctx = ctx.clone();
         let stopping = stopped(stop_rx.clone());
-        let synced = synced.clone();
         async move {
             let all = futures::future::join3(
                 ctx.jobs.wait_until_ready(),
@@ -179,7 +254,7 @@ pub async fn run(
                 all = all => {
                     if let (Ok(()), Ok(()), Ok(())) = all {
                         tracing::info!("caches synced; reconciling");
-                        synced.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let _ = synced_tx.send(true);
                         health.set_ready(true);
                     }
                 }
@@ -196,7 +271,7 @@ pub async fn run(
         let _ = stop_tx.send(true);
         // Before the caches synced nothing can be in flight, and kube's
         // controllers would wait for a sync that will never come: leave now.
-        if !synced.load(std::sync::atomic::Ordering::SeqCst) {
+        if !*ctx.synced.borrow() {
             return;
         }
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -207,6 +282,105 @@ pub async fn run(
         _ = stopping => {}
     }
     Ok(())
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Keeps of a pod what `step::job_view` reads: labels, owners, phase and
+/// container states. The cache holds one per attempt, so this is most of its size.
+fn trim_pod(p: &mut Pod) {
+    p.managed_fields_mut().clear();
+    p.spec = None;
+    if let Some(status) = p.status.as_mut() {
+        status.conditions = None;
+        status.pod_ips = None;
+        status.host_ips = None;
+        status.init_container_statuses = None;
+        if let Some(cs) = status.container_statuses.as_mut() {
+            for c in cs {
+                c.image = String::new();
+                c.image_id = String::new();
+                c.last_state = None;
+                c.volume_mounts = None;
+                c.resources = None;
+                c.allocated_resources = None;
+            }
+        }
+    }
+}
+
+fn job_failed(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| (c.type_ == "Failed" || c.type_ == "FailureTarget") && c.status == "True")
+        })
+}
+
+/// Passes an object on only when a projection of it changed since it was
+/// last passed on. Entries are keyed by uid, so a re-created object starts afresh;
+/// the map is pruned of objects not seen for an hour as it grows.
+struct Changes {
+    seen: std::collections::HashMap<String, (u64, Instant)>,
+    pruned: Instant,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            seen: std::collections::HashMap::new(),
+            pruned: Instant::now(),
+        }
+    }
+}
+
+impl Changes {
+    const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+    fn changed<K: Resource, P: std::hash::Hash>(&mut self, obj: &K, projection: P) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&projection);
+        let now = Instant::now();
+        if now.duration_since(self.pruned) > Self::FORGET_AFTER {
+            self.seen
+                .retain(|_, (_, at)| now.duration_since(*at) < Self::FORGET_AFTER);
+            self.pruned = now;
+        }
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        self.seen.insert(uid, (hash, now)).map(|(h, _)| h) != Some(hash)
+    }
+}
+
+/// When the watches first delivered each Job's failure (its pod Failed, or
+/// its Failed condition), by (namespace, Job name). An entry is dropped once
+/// the Step's status records the failure.
+#[derive(Default)]
+pub struct FailureClock {
+    first_seen: std::sync::Mutex<std::collections::HashMap<(String, String), jiff::Timestamp>>,
+}
+
+impl FailureClock {
+    fn saw(&self, ns: Option<String>, job: Option<String>) {
+        let (Some(ns), Some(job)) = (ns, job) else {
+            return;
+        };
+        if let Ok(mut m) = self.first_seen.lock() {
+            m.entry((ns, job)).or_insert_with(now);
+        }
+    }
+
+    pub fn get(&self, ns: &str, job: &str) -> Option<jiff::Timestamp> {
+        let m = self.first_seen.lock().ok()?;
+        m.get(&(ns.to_string(), job.to_string())).copied()
+    }
+
+    pub fn forget(&self, ns: &str, job: &str) {
+        if let Ok(mut m) = self.first_seen.lock() {
+            m.remove(&(ns.to_string(), job.to_string()));
+        }
+    }
 }
 
 /// How long in-flight reconciles may take after SIGTERM (Kubernetes' default
@@ -221,7 +395,7 @@ pub struct PodIndex {
 }
 
 impl PodIndex {
-    const JOB_LABEL: &'static str = "batch.kubernetes.io/job-name";
+    pub const JOB_LABEL: &'static str = "batch.kubernetes.io/job-name";
 
     fn add(&self, pod: &Pod) {
         let (Some(ns), Some(job)) = (pod.namespace(), pod.labels().get(Self::JOB_LABEL)) else {
@@ -267,8 +441,7 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> 
     Ok(())
 }
 
-fn deployment_of(touched: Result<Step, watcher::Error>) -> Option<ObjectRef<Deployment>> {
-    let step = logged(touched)?;
+fn deployment_of(step: &Step) -> Option<ObjectRef<Deployment>> {
     let owner = step
         .owner_references()
         .iter()
@@ -407,10 +580,12 @@ impl<S: Clone + serde::Serialize> Written<S> {
 }
 
 /// Publishes planned Events in the background: a reconcile does not wait
-/// for them, and a failure to publish is logged, never fatal.
-pub(crate) fn publish<K>(ctx: &Context, obj: &K, events: &[crate::plan::PlannedEvent])
+/// for them, and a failure to publish is logged, never fatal. An Event's
+/// related object is an `R` (a Step's Job, a Deployment's Step).
+pub(crate) fn publish<K, R>(ctx: &Context, obj: &K, events: &[crate::plan::PlannedEvent])
 where
     K: Resource<DynamicType = ()>,
+    R: Resource<DynamicType = ()>,
 {
     use kube::runtime::events::{Event, EventType};
     if events.is_empty() {
@@ -429,7 +604,13 @@ where
             reason: e.reason.into(),
             note: Some(e.note.chars().take(1000).collect()),
             action: e.reason.into(),
-            secondary: None,
+            secondary: e.related.as_ref().map(|name| ObjectReference {
+                api_version: Some(R::api_version(&()).into()),
+                kind: Some(R::kind(&()).into()),
+                name: Some(name.clone()),
+                namespace: reference.namespace.clone(),
+                ..Default::default()
+            }),
         })
         .collect();
     tokio::spawn(async move {
@@ -439,4 +620,78 @@ where
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus};
+
+    fn step(uid: &str, generation: i64) -> Step {
+        let mut s = Step::new("s", Default::default());
+        s.metadata.uid = Some(uid.into());
+        s.metadata.generation = Some(generation);
+        s
+    }
+
+    #[test]
+    fn changes_pass_an_object_once_per_projection() {
+        let mut c = Changes::default();
+        let a = step("u1", 1);
+        assert!(c.changed(&a, 1), "first sight");
+        assert!(!c.changed(&a, 1), "same projection");
+        assert!(c.changed(&a, 2), "projection changed");
+        // A re-created object (new uid) with the same name is new.
+        assert!(c.changed(&step("u2", 1), 2));
+    }
+
+    #[test]
+    fn trimmed_pods_keep_what_job_view_reads() {
+        let mut pod = Pod::default();
+        pod.metadata.labels = Some([(PodIndex::JOB_LABEL.to_string(), "j".to_string())].into());
+        pod.spec = Some(Default::default());
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Failed".into()),
+            conditions: Some(vec![Default::default()]),
+            container_statuses: Some(vec![ContainerStatus {
+                image: "registry/app:1".into(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 3,
+                        reason: Some("Error".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        trim_pod(&mut pod);
+        let status = pod.status.as_ref().unwrap();
+        assert!(pod.spec.is_none() && status.conditions.is_none());
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        let c = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(c.image.is_empty());
+        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+        assert_eq!(
+            pod.labels().get(PodIndex::JOB_LABEL).map(String::as_str),
+            Some("j")
+        );
+    }
+
+    #[test]
+    fn failure_clock_keeps_the_first_sighting_until_forgotten() {
+        let clock = FailureClock::default();
+        clock.saw(Some("ns".into()), Some("j".into()));
+        let first = clock.get("ns", "j").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        clock.saw(Some("ns".into()), Some("j".into()));
+        assert_eq!(clock.get("ns", "j"), Some(first));
+        clock.forget("ns", "j");
+        assert_eq!(clock.get("ns", "j"), None);
+        clock.saw(None, Some("j".into()));
+        assert_eq!(clock.get("ns", "j"), None);
+    }
 }

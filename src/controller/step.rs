@@ -35,6 +35,7 @@ pub fn error_policy(_step: Arc<Step>, error: &Error, _ctx: Arc<Context>) -> Acti
 }
 
 async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
+    ctx.synced().await?;
     if step.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -68,7 +69,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
                 .await
                 .context(|| format!("reading Job {ns}/{}", attempt.job))?;
             if let Some(job) = found.filter(|j| jobs::owned_by(j, step)) {
-                views.insert(key, job_view(&job, None));
+                views.insert(key, job_view(&job, None, None));
             }
         }
     }
@@ -91,6 +92,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
     };
     let now = now();
     let mut planned = plan(&step.spec, &observation, now);
+    tracing::debug!(phase = ?planned.status.phase, create = ?planned.create, requeue_at = ?planned.requeue_at, "planned");
     apply(step, ctx, &jobs_api, &previous, &mut planned, now).await
 }
 
@@ -127,17 +129,19 @@ fn gather(
                 continue;
             };
             let pod = ctx.pods_by_job.newest(&ctx.pods, ns, &job_name);
+            let seen = ctx.failures_seen.get(ns, &job_name);
             views.insert(
                 (action.name.clone(), attempt),
-                job_view(&job, pod.as_deref()),
+                job_view(&job, pod.as_deref(), seen),
             );
         }
     }
     views
 }
 
-/// Reads one attempt's outcome from its Job, or earlier from its pod.
-pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
+/// Reads one attempt's outcome from its Job, or earlier from its pod;
+/// `seen` is when the watches first delivered its failure.
+pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> JobView {
     let condition = |t: &str| {
         job.status
             .as_ref()
@@ -187,6 +191,7 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             reason,
             exit_code,
             message: c.message.clone().unwrap_or_default(),
+            seen_at: seen,
         }
     } else if pod_phase == Some("Succeeded") {
         JobState::Succeeded {
@@ -206,6 +211,7 @@ pub fn job_view(job: &Job, pod: Option<&Pod>) -> JobView {
             reason,
             exit_code,
             message,
+            seen_at: seen,
         }
     } else {
         JobState::Running
@@ -232,10 +238,11 @@ async fn apply(
     let name = step.name_any();
     let api: Api<Step> = Api::namespaced(ctx.client.clone(), &step.namespace().unwrap_or_default());
 
+    let mut created_at = now;
     if let Some(create) = planned.create {
         let job = jobs::build(step, create.action, create.attempt, now)?;
         match jobs_api.create(&PostParams::default(), &job).await {
-            Ok(_) => {}
+            Ok(_) => created_at = super::now(),
             // Created before a crash or a lost status write: the Job is ours, adopt it.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => {
@@ -260,7 +267,13 @@ async fn apply(
         ctx.step_status
             .write(&api, &ns, &name, &planned.status)
             .await?;
-        count(ctx, step, previous, planned, now);
+        count(ctx, step, previous, planned, created_at);
+        // Status now holds each failure's time: the clock's entries are done.
+        for attempt in planned.status.actions.iter().flat_map(|a| &a.attempts) {
+            if attempt.failure_seen_at.is_some() {
+                ctx.failures_seen.forget(&ns, &attempt.job);
+            }
+        }
     }
 
     if let Some(key) = planned.remove_annotation {
@@ -269,7 +282,7 @@ async fn apply(
             .await
             .context(|| format!("removing annotation {key} from Step {name}"))?;
     }
-    publish(ctx, step, &planned.events);
+    publish::<_, Job>(ctx, step, &planned.events);
 
     Ok(if planned.requeue_now {
         Action::requeue(Duration::from_millis(50))
@@ -314,17 +327,18 @@ async fn reject(
     ctx.step_status
         .write(api, &ns, &step.name_any(), &status)
         .await?;
-    publish(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
+    publish::<_, Job>(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
     Ok(())
 }
 
 /// Metrics follow what the written status says happened, once.
+/// `created_at` is when the create of the planned Job returned.
 fn count(
     ctx: &Context,
     step: &Step,
     previous: &StepStatus,
     planned: &StepPlan,
-    now: jiff::Timestamp,
+    created_at: jiff::Timestamp,
 ) {
     let m = &ctx.metrics;
     for e in &planned.events {
@@ -375,7 +389,7 @@ fn count(
                     &action.name,
                 );
             m.retry_delay_error
-                .observe(now.duration_since(due).as_secs_f64());
+                .observe(created_at.duration_since(due).as_secs_f64());
         }
     }
 }

@@ -10,6 +10,12 @@
 //! | WaitingForApproval     | WaitingForApproval                                            |
 //! | WaitingForDecision     | WaitingForDecision, GuidedFailure=True (later steps wait)     |
 //! | Failed                 | Failed, Stalled=True; later steps never start                 |
+//!
+//! The Deployment mirrors only what [`StepView::mirrored`] keeps: every
+//! step's phase, and the action, attempt and message of a step that needs a
+//! person's attention. A running step's progress stays on its Step, so a
+//! release's status is written at step boundaries rather than on every
+//! attempt (as Tekton's minimal PipelineRun status does).
 
 use jiff::Timestamp;
 
@@ -18,13 +24,35 @@ use crate::api::{DeploymentSpec, DeploymentStatus, Phase, StepSpec, StepSummary,
 use crate::status::{GuidedFailure, Health, conditions};
 
 /// What the controller saw of one step's `Step` object.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct StepView {
     pub name: String,
     pub phase: Phase,
     pub message: Option<String>,
     pub current_action: Option<String>,
     pub attempt: Option<u32>,
+}
+
+impl StepView {
+    /// The part of a Step the Deployment's status depends on; the Step
+    /// watch wakes a Deployment only when this changes.
+    pub fn mirrored(mut self) -> Self {
+        if !needs_attention(self.phase) {
+            self.message = None;
+            self.current_action = None;
+            self.attempt = None;
+        }
+        self
+    }
+}
+
+/// Phases in which the action, attempt and message matter to whoever looks
+/// at the release (`kubectl get swd` shows them).
+fn needs_attention(phase: Phase) -> bool {
+    matches!(
+        phase,
+        Phase::Retrying | Phase::WaitingForDecision | Phase::WaitingForApproval | Phase::Failed
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,6 +94,10 @@ pub fn plan(
     steps: &[Option<StepView>],
     now: Timestamp,
 ) -> DeploymentPlan {
+    let steps: Vec<Option<StepView>> = steps
+        .iter()
+        .map(|v| v.clone().map(StepView::mirrored))
+        .collect();
     let total = spec.steps.len();
     let mut create_step = None;
     let mut events = Vec::new();
@@ -91,10 +123,13 @@ pub fn plan(
                 create_step = Some(i);
                 current = Some(i);
                 summaries[i].step_ref = Some(step_name(name, &s.name));
-                events.push(PlannedEvent::normal(
-                    "StepStarted",
-                    format!("step {} ({}/{total})", s.name, i + 1),
-                ));
+                events.push(
+                    PlannedEvent::normal(
+                        "StepStarted",
+                        format!("step {} ({}/{total})", s.name, i + 1),
+                    )
+                    .about(step_name(name, &s.name)),
+                );
                 break 'walk (
                     Phase::Running,
                     "Running".to_string(),
@@ -105,8 +140,10 @@ pub fn plan(
                 continue;
             }
             current = Some(i);
-            let detail = view.message.clone().unwrap_or_default();
-            let msg = format!("step {} ({}/{total}): {detail}", s.name, i + 1);
+            let msg = match &view.message {
+                Some(detail) => format!("step {} ({}/{total}): {detail}", s.name, i + 1),
+                None => format!("step {} ({}/{total}) running", s.name, i + 1),
+            };
             let reason = match view.phase {
                 Phase::Failed => "StepFailed",
                 Phase::WaitingForDecision => "GuidedFailure",
@@ -269,6 +306,49 @@ mod tests {
         let p = run(&spec(2, true), &[view(0, Phase::WaitingForDecision), None]);
         assert!(is_true(&p.status.conditions, ct::GUIDED_FAILURE));
         assert!(p.status.message.unwrap().contains("m0"));
+    }
+
+    #[test]
+    fn mirrors_progress_only_when_a_step_needs_attention() {
+        let s = spec(2, true);
+        let running = run(&s, &[view(0, Phase::Running), None]);
+        assert_eq!(running.status.current_step.as_deref(), Some("s0"));
+        assert_eq!(running.status.current_action, None);
+        assert_eq!(running.status.attempt, None);
+        assert_eq!(running.status.steps[0].message, None);
+        assert_eq!(
+            running.status.message.as_deref(),
+            Some("step s0 (1/2) running")
+        );
+        // A running step's progress never changes the Deployment's status.
+        let mut later = view(0, Phase::Running).unwrap();
+        later.current_action = Some("b".into());
+        later.attempt = Some(2);
+        later.message = Some("other".into());
+        assert_eq!(run(&s, &[Some(later), None]).status, running.status);
+
+        for attention in [
+            Phase::Retrying,
+            Phase::WaitingForDecision,
+            Phase::WaitingForApproval,
+            Phase::Failed,
+        ] {
+            let p = run(&s, &[view(0, attention), None]);
+            assert_eq!(
+                p.status.current_action.as_deref(),
+                Some("a"),
+                "{attention:?}"
+            );
+            assert_eq!(p.status.attempt, Some(1));
+            assert_eq!(p.status.steps[0].message.as_deref(), Some("m0"));
+        }
+    }
+
+    #[test]
+    fn step_events_name_the_step() {
+        let p = run(&spec(2, false), &[view(0, Phase::Succeeded), None]);
+        let started = p.events.iter().find(|e| e.reason == "StepStarted").unwrap();
+        assert_eq!(started.related.as_deref(), Some("d-s1"));
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub struct PlannedEvent {
     /// PascalCase, e.g. `AttemptFailed`, `RetryScheduled`.
     pub reason: &'static str,
     pub note: String,
+    /// The object the Event is also about (a Step's Job, a Deployment's
+    /// Step). Events are aggregated by reason and objects, not by note, so
+    /// without it a second attempt's Event would only bump the first's count.
+    pub related: Option<String>,
 }
 
 impl PlannedEvent {
@@ -20,6 +24,7 @@ impl PlannedEvent {
             warning: false,
             reason,
             note: note.into(),
+            related: None,
         }
     }
     pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
@@ -27,7 +32,12 @@ impl PlannedEvent {
             warning: true,
             reason,
             note: note.into(),
+            related: None,
         }
+    }
+    pub fn about(mut self, related: impl Into<String>) -> Self {
+        self.related = Some(related.into());
+        self
     }
 }
 

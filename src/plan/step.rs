@@ -66,6 +66,9 @@ pub enum JobState {
         reason: String,
         exit_code: Option<i32>,
         message: String,
+        /// When the operator's watch first delivered the failure; retry
+        /// delays count from here rather than from a later reconcile.
+        seen_at: Option<Timestamp>,
     },
 }
 
@@ -227,22 +230,28 @@ impl Planner<'_, '_> {
                         reason,
                         exit_code,
                         message,
+                        seen_at,
                     } => {
                         attempt.outcome = Outcome::Failed;
+                        attempt.failure_seen_at =
+                            Some(seen_at.map_or(self.now, |t| t.min(self.now)));
                         attempt.finished_at =
                             not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                         attempt.reason = Some(reason.clone());
                         attempt.exit_code = *exit_code;
                         attempt.message = Some(message.clone());
-                        self.events.push(PlannedEvent::warning(
-                            "AttemptFailed",
-                            format!(
-                                "action {} attempt {} failed: {}",
-                                action.name,
-                                number,
-                                describe(attempt)
-                            ),
-                        ));
+                        self.events.push(
+                            PlannedEvent::warning(
+                                "AttemptFailed",
+                                format!(
+                                    "action {} attempt {} failed: {}",
+                                    action.name,
+                                    number,
+                                    describe(attempt)
+                                ),
+                            )
+                            .about(&attempt.job),
+                        );
                     }
                 }
             }
@@ -256,13 +265,16 @@ impl Planner<'_, '_> {
                         "Job {} was deleted before it finished",
                         attempt.job
                     ));
-                    self.events.push(PlannedEvent::warning(
-                        "AttemptFailed",
-                        format!(
-                            "action {} attempt {}: Job {} was deleted before it finished",
-                            action.name, attempt.number, attempt.job
-                        ),
-                    ));
+                    self.events.push(
+                        PlannedEvent::warning(
+                            "AttemptFailed",
+                            format!(
+                                "action {} attempt {}: Job {} was deleted before it finished",
+                                action.name, attempt.number, attempt.job
+                            ),
+                        )
+                        .about(&attempt.job),
+                    );
                 }
                 if attempt.outcome == Outcome::Failed && attempt.failure_seen_at.is_none() {
                     attempt.failure_seen_at = Some(self.now);
@@ -328,10 +340,13 @@ impl Planner<'_, '_> {
                     .iter()
                     .all(|a| a.name != name || a.next_attempt_at != Some(due))
                 {
-                    self.events.push(PlannedEvent::normal(
-                        "RetryScheduled",
-                        format!("action {name} attempt {} at {}", k + 1, clock(due)),
-                    ));
+                    self.events.push(
+                        PlannedEvent::normal(
+                            "RetryScheduled",
+                            format!("action {name} attempt {} at {}", k + 1, clock(due)),
+                        )
+                        .about(&last.job),
+                    );
                 }
                 let msg = format!(
                     "attempt {k} of {allowed} failed: {}; retrying at {}",
@@ -397,10 +412,13 @@ impl Planner<'_, '_> {
                     });
                     self.remove_annotation = Some(ANNOTATION_DECISION);
                     self.requeue_now = true;
-                    self.events.push(PlannedEvent::normal(
-                        "DecisionApplied",
-                        format!("{} after action {name} attempt {k} failed", d.as_str()),
-                    ));
+                    self.events.push(
+                        PlannedEvent::normal(
+                            "DecisionApplied",
+                            format!("{} after action {name} attempt {k} failed", d.as_str()),
+                        )
+                        .about(&last.job),
+                    );
                     let msg = format!(
                         "decision {} for action {name} recorded; applying",
                         d.as_str()
@@ -422,13 +440,16 @@ impl Planner<'_, '_> {
                 return v;
             }
             if self.obs.previous.phase != Some(Phase::WaitingForDecision) {
-                self.events.push(PlannedEvent::warning(
-                    "GuidedFailure",
-                    format!(
-                        "action {name} failed after {k} attempt{}; waiting for a decision",
-                        plural(k)
-                    ),
-                ));
+                self.events.push(
+                    PlannedEvent::warning(
+                        "GuidedFailure",
+                        format!(
+                            "action {name} failed after {k} attempt{}; waiting for a decision",
+                            plural(k)
+                        ),
+                    )
+                    .about(&last.job),
+                );
             }
             let msg = format!(
                 "action {name} failed after {k} attempt{}: {}; waiting for a decision: set {ANNOTATION_DECISION} to retry, ignore or abort",
@@ -446,9 +467,10 @@ impl Planner<'_, '_> {
     fn start(&mut self, action: &mut ActionStatus, index: usize, attempt: u32) -> Verdict {
         let name = action.name.clone();
         action.phase = ActionPhase::Running;
+        let job = crate::jobs::job_name(self.obs.step_name, &name, attempt);
         action.attempts.push(AttemptStatus {
             number: attempt,
-            job: crate::jobs::job_name(self.obs.step_name, &name, attempt),
+            job: job.clone(),
             started_at: Some(self.now),
             ..Default::default()
         });
@@ -456,10 +478,10 @@ impl Planner<'_, '_> {
             action: index,
             attempt,
         });
-        self.events.push(PlannedEvent::normal(
-            "AttemptStarted",
-            format!("action {name} attempt {attempt}"),
-        ));
+        self.events.push(
+            PlannedEvent::normal("AttemptStarted", format!("action {name} attempt {attempt}"))
+                .about(job),
+        );
         let total = self.spec.actions.len();
         let msg = format!(
             "action {name} ({}/{total}) attempt {attempt} running",

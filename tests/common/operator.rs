@@ -130,7 +130,10 @@ impl Operator {
             .arg(format!("127.0.0.1:{}", self.probe_port))
             .args(&self.extra)
             .env("KUBECONFIG", kubeconfig_path())
-            .env("RUST_LOG", "info,stepwise=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("STEPWISE_TEST_LOG").unwrap_or_else(|_| "info,stepwise=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

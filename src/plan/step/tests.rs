@@ -43,6 +43,7 @@ fn failed(code: i32) -> JobState {
         reason: "Error".into(),
         exit_code: Some(code),
         message: String::new(),
+        seen_at: None,
     }
 }
 
@@ -141,7 +142,15 @@ fn no_attempt_yet_creates_attempt_one() {
     assert_eq!(w.status.current_action.as_deref(), Some("a"));
     assert_eq!(w.status.attempt, Some(1));
     assert_eq!(w.status.actions[0].attempts[0].job, "rel-migrate-a-1");
-    assert!(p.events.iter().any(|e| e.reason == "AttemptStarted"));
+    let started = p
+        .events
+        .iter()
+        .find(|e| e.reason == "AttemptStarted")
+        .unwrap();
+    assert_eq!(
+        started.related.as_deref(),
+        Some(w.status.actions[0].attempts[0].job.as_str())
+    );
     assert!(is_true(&w.status.conditions, ct::RECONCILING));
 }
 
@@ -203,8 +212,13 @@ fn failure_schedules_retry_of_that_action_only() {
         msg.contains("attempt 1 of 4 failed: exit code 1 (Error); retrying at"),
         "{msg}"
     );
-    assert!(p.events.iter().any(|e| e.reason == "AttemptFailed"));
-    assert!(p.events.iter().any(|e| e.reason == "RetryScheduled"));
+    for reason in ["AttemptFailed", "RetryScheduled"] {
+        let e = p.events.iter().find(|e| e.reason == reason).unwrap();
+        assert_eq!(
+            e.related.as_deref(),
+            Some(w.status.actions[1].attempts[0].job.as_str())
+        );
+    }
     // Reconciles before the due time change nothing.
     let p = w.step(t(17.499));
     assert_eq!(p.create, None);
@@ -221,6 +235,33 @@ fn failure_schedules_retry_of_that_action_only() {
     assert_eq!(w.phase(), Phase::Running);
     assert_eq!(w.status.attempt, Some(2));
     assert_eq!(w.created.iter().filter(|c| c.0 == "a").count(), 1);
+}
+
+#[test]
+fn retry_delay_counts_from_when_the_watch_saw_the_failure() {
+    let mut w = World::new(spec(&["a"], retries(3, 2), false));
+    w.step(t(0.0));
+    let mut seen = failed(1);
+    if let JobState::Failed { seen_at, .. } = &mut seen {
+        *seen_at = Some(t(1.0));
+    }
+    w.finish("a", 1, seen.clone());
+    // The reconcile ran late; the schedule does not move.
+    let p = w.step(t(1.4));
+    assert_eq!(p.requeue_at, Some(t(3.0)));
+    assert_eq!(
+        w.status.actions[0].attempts[0].failure_seen_at,
+        Some(t(1.0))
+    );
+    // A stamp from the future (clock skew between threads) is clamped to now.
+    let mut w = World::new(spec(&["a"], retries(3, 2), false));
+    w.step(t(0.0));
+    if let JobState::Failed { seen_at, .. } = &mut seen {
+        *seen_at = Some(t(9.0));
+    }
+    w.finish("a", 1, seen);
+    let p = w.step(t(1.4));
+    assert_eq!(p.requeue_at, Some(t(3.4)));
 }
 
 #[test]
