@@ -86,10 +86,11 @@ pub struct DeploymentStatus {
     /// The step running now (or the one that stopped the release).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<String>,
-    /// The action running now in the current step.
+    /// The current step's action while the step needs attention (Retrying,
+    /// WaitingForDecision, WaitingForApproval, Failed); the Step shows it always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_action: Option<String>,
-    /// The current action's attempt number.
+    /// That action's latest attempt number, under the same rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// One line a person can act on.
