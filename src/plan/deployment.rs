@@ -37,6 +37,11 @@ impl StepView {
     /// The part of a Step the Deployment's status depends on; the Step
     /// watch wakes a Deployment only when this changes.
     pub fn mirrored(mut self) -> Self {
+        // A Step that exists is under way: its few milliseconds of Pending
+        // before its first reconcile are not worth a write.
+        if self.phase == Phase::Pending {
+            self.phase = Phase::Running;
+        }
         if !needs_attention(self.phase) {
             self.message = None;
             self.current_action = None;
@@ -123,17 +128,13 @@ pub fn plan(
                 create_step = Some(i);
                 current = Some(i);
                 summaries[i].step_ref = Some(step_name(name, &s.name));
-                events.push(
-                    PlannedEvent::normal(
-                        "StepStarted",
-                        format!("step {} ({}/{total})", s.name, i + 1),
-                    )
-                    .about(step_name(name, &s.name)),
-                );
+                // Written as it will read once the Step exists, so that
+                // the Step's appearance changes nothing here.
+                summaries[i].phase = Phase::Running;
                 break 'walk (
                     Phase::Running,
                     "Running".to_string(),
-                    format!("step {} ({}/{total}) starting", s.name, i + 1),
+                    format!("step {} ({}/{total}) running", s.name, i + 1),
                 );
             };
             if view.phase == Phase::Succeeded {
@@ -345,10 +346,16 @@ mod tests {
     }
 
     #[test]
-    fn step_events_name_the_step() {
-        let p = run(&spec(2, false), &[view(0, Phase::Succeeded), None]);
-        let started = p.events.iter().find(|e| e.reason == "StepStarted").unwrap();
-        assert_eq!(started.related.as_deref(), Some("d-s1"));
+    fn a_new_step_reads_as_it_will_once_its_step_exists() {
+        let s = spec(2, false);
+        let creating = run(&s, &[view(0, Phase::Succeeded), None]);
+        assert_eq!(creating.create_step, Some(1));
+        for appeared in [Phase::Pending, Phase::Running] {
+            let p = run(&s, &[view(0, Phase::Succeeded), view(1, appeared)]);
+            assert_eq!(p.create_step, None);
+            assert_eq!(p.status, creating.status, "{appeared:?}");
+        }
+        assert!(creating.events.is_empty(), "{:?}", creating.events);
     }
 
     #[test]
