@@ -199,6 +199,27 @@ pub async fn run(
                 d.annotations_mut().remove(LAST_APPLIED);
             }),
     );
+    // A Deployment wakes on creation, its annotations and a missing status
+    // (its spec is immutable); its status is the operator's own write, and its
+    // Steps wake it. A deleted one leaves the phase gauge here: there is
+    // nothing left to reconcile.
+    let mut deployment_asked = Changes::default();
+    let gauges = metrics.clone();
+    let deployment_triggers = deployment_events.filter_map(move |event| {
+        let asked = match logged(event) {
+            Some(watcher::Event::Delete(d)) => {
+                let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+                gauges.deployment_phase(key, None);
+                None
+            }
+            Some(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => Some(d).filter(|d| {
+                let asks = (d.metadata.generation, d.annotations(), d.status.is_none());
+                deployment_asked.changed(d, asks)
+            }),
+            _ => None,
+        };
+        future::ready(asked.map(Ok::<_, watcher::Error>))
+    });
 
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let step_controller = Controller::for_stream(stream::pending(), steps_seen.clone())
@@ -232,13 +253,12 @@ pub async fn run(
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(step::reconcile, step::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
-    let deployment_run =
-        Controller::for_stream(deployment_events.touched_objects(), deployments_seen)
-            .with_config(config)
-            .reconcile_on(wake_deployments)
-            .graceful_shutdown_on(stopped(stop_rx.clone()))
-            .run(deployment::reconcile, deployment::error_policy, ctx.clone())
-            .for_each(|_| future::ready(()));
+    let deployment_run = Controller::for_stream(deployment_triggers, deployments_seen)
+        .with_config(config)
+        .reconcile_on(wake_deployments)
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(deployment::reconcile, deployment::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
 
     // Stopped watches never fill their caches: readiness gives up on shutdown.
     let readiness = {
