@@ -117,39 +117,50 @@ pub async fn run(
             .default_backoff()
             .modify(trim_pod),
     );
-    // A Job or pod changing (or vanishing) wakes the Step named in its labels.
+    // A Job or pod wakes the Step named in its labels when what `job_view`
+    // reads of it (its outcome) changes, or when it vanishes; the other
+    // updates of their lives (scheduled, ready, counters) do not.
+    let (mut job_outcomes, mut pod_outcomes) = (Changes::default(), Changes::default());
     let wake_steps = stream::select(
-        job_events
-            .touched_objects()
-            .inspect({
-                let clock = failures_seen.clone();
-                move |r| {
-                    if let Ok(job) = r
-                        && job_failed(job)
-                    {
-                        clock.saw(job.namespace(), Some(job.name_any()));
+        job_events.filter_map({
+            let clock = failures_seen.clone();
+            move |event| {
+                let woken = match logged(event) {
+                    Some(watcher::Event::Delete(job)) => Some(job),
+                    Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
+                        if job_failed(&job) {
+                            clock.saw(job.namespace(), Some(job.name_any()));
+                        }
+                        Some(job).filter(|j| job_outcomes.changed(j, job_outcome(j)))
                     }
-                }
-            })
-            .filter_map(|r| future::ready(step_of(r))),
-        pod_events
-            .touched_objects()
-            .inspect({
-                let index = pods_by_job.clone();
-                let clock = failures_seen.clone();
-                move |r| {
-                    if let Ok(pod) = r {
-                        index.add(pod);
-                        if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+                    _ => None,
+                };
+                future::ready(woken.and_then(|j| step_of(&j)))
+            }
+        }),
+        pod_events.filter_map({
+            let index = pods_by_job.clone();
+            let clock = failures_seen.clone();
+            move |event| {
+                let woken = match logged(event) {
+                    Some(watcher::Event::Delete(pod)) => Some(pod),
+                    Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        index.add(&pod);
+                        let outcome = pod_outcome(&pod);
+                        if outcome.0 == Some("Failed") {
                             clock.saw(
                                 pod.namespace(),
                                 pod.labels().get(PodIndex::JOB_LABEL).cloned(),
                             );
                         }
+                        let changed = pod_outcomes.changed(&pod, outcome);
+                        Some(pod).filter(|_| changed)
                     }
-                }
-            })
-            .filter_map(|r| future::ready(step_of(r))),
+                    _ => None,
+                };
+                future::ready(woken.and_then(|p| step_of(&p)))
+            }
+        }),
     );
 
     // One Step watch and one store serve both controllers. The store is
@@ -329,6 +340,38 @@ fn trim_pod(p: &mut Pod) {
     }
 }
 
+/// What `step::job_view` reads of a Job's status: its conditions and completion.
+fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
+    let status = job.status.as_ref();
+    let conditions: Vec<_> = status
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        conditions,
+        status.is_some_and(|s| s.completion_time.is_some()),
+    )
+}
+
+/// What `step::job_view` reads of a pod: its phase and how its containers ended.
+fn pod_outcome(pod: &Pod) -> (Option<&str>, Vec<(i32, Option<&str>)>) {
+    let status = pod.status.as_ref();
+    let ended = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| (t.exit_code, t.reason.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (status.and_then(|s| s.phase.as_deref()), ended)
+}
+
 fn job_failed(job: &Job) -> bool {
     job.status
         .as_ref()
@@ -476,8 +519,7 @@ fn logged<K>(touched: Result<K, watcher::Error>) -> Option<K> {
         .ok()
 }
 
-fn step_of<K: Resource>(touched: Result<K, watcher::Error>) -> Option<ObjectRef<Step>> {
-    let obj = logged(touched)?;
+fn step_of<K: Resource>(obj: &K) -> Option<ObjectRef<Step>> {
     let step = obj.labels().get(LABEL_STEP)?;
     Some(ObjectRef::new(step).within(obj.namespace()?.as_str()))
 }
