@@ -25,7 +25,8 @@ if [[ -f .cluster/pids/operator.pid ]] && kill -0 "$(<.cluster/pids/operator.pid
   kill "$(<.cluster/pids/operator.pid)" 2>/dev/null || true
   sleep 1
 fi
-stepwise controller --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
+# By absolute path: `make cluster-down` stops only processes whose command line names this checkout.
+"$ROOT/target/release/stepwise" controller --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
   >.cluster/logs/operator.log 2>&1 &
 echo $! >.cluster/pids/operator.pid
 for _ in $(seq 100); do
