@@ -46,6 +46,10 @@ use stepwise::api::{Deployment, Phase, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
+#[path = "../tests/common/manifests.rs"]
+mod manifests;
+use manifests::{action, release};
+
 const BENCH_LABEL: &str = "stepwise.dev/bench";
 const RAW_LABEL: &str = "stepwise-bench/raw";
 const NOTES_BEGIN: &str = "<!-- notes:begin (kept by the bench when it rewrites this file) -->";
@@ -1192,30 +1196,6 @@ fn reconcile_profile(metrics: &str) -> Value {
 // ---------------------------------------------------------------------------
 // Manifests
 // ---------------------------------------------------------------------------
-
-fn action(name: &str, sim: &[(&str, &str)]) -> Value {
-    let annotations: serde_json::Map<String, Value> = sim
-        .iter()
-        .map(|(k, v)| (format!("sim.stepwise.dev/{k}"), json!(v)))
-        .collect();
-    json!({
-        "name": name,
-        "template": {
-            "metadata": { "annotations": annotations },
-            "spec": { "containers": [{ "name": "main", "image": "busybox" }] }
-        }
-    })
-}
-
-fn release(name: &str, spec: Value) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "stepwise.dev/v1alpha1",
-        "kind": "Deployment",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .expect("a valid Deployment")
-}
 
 /// The raw client's Job: the same shape as the operator's (backoffLimit 0,
 /// restartPolicy Never, restricted security context), no owner.

@@ -7,8 +7,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use common::manifests::{action, release};
 use common::operator::{Operator, leader_status, leading, namespace_with_crds, sample, setup};
-use common::release::{action, release};
 use common::{wait_for, wait_until};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};

@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::manifests::{action, release};
 use common::operator::{namespace_with_crds, sample, setup};
-use common::release::{action, release, wait_phase};
+use common::release::wait_phase;
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;

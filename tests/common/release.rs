@@ -1,43 +1,15 @@
-//! Releases for tests: actions whose simulated pods follow a script, and
-//! waiting for a phase.
+//! Waiting for a release (or one of its Steps) to reach a phase; the
+//! manifests themselves are in `manifests`.
 
 use std::time::Duration;
 
 use kube::Api;
-use serde_json::{Value, json};
 use stepwise::api::{Deployment, Phase, Step};
 
 use super::wait_for;
 
 /// How long a release in a test may take to reach a phase.
 pub const PHASE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// An action whose simulated pod follows `sim`: pairs of `sim.stepwise.dev/`
-/// annotation names (`exit-code`, `fail-attempts`, `duration`) and values.
-pub fn action(name: &str, sim: &[(&str, &str)]) -> Value {
-    let annotations: serde_json::Map<String, Value> = sim
-        .iter()
-        .map(|(k, v)| (format!("sim.stepwise.dev/{k}"), json!(v)))
-        .collect();
-    json!({
-        "name": name,
-        "template": {
-            "metadata": { "annotations": annotations },
-            "spec": { "containers": [{ "name": "main", "image": "busybox" }] }
-        }
-    })
-}
-
-/// A `Deployment` named `name` with `spec`.
-pub fn release(name: &str, spec: Value) -> Deployment {
-    serde_json::from_value(json!({
-        "apiVersion": "stepwise.dev/v1alpha1",
-        "kind": "Deployment",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .expect("a valid Deployment")
-}
 
 pub trait HasPhase {
     fn phase(&self) -> Option<Phase>;
