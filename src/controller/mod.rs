@@ -128,7 +128,7 @@ pub async fn run(
                 let woken = match logged(event) {
                     Some(watcher::Event::Delete(job)) => Some(job),
                     Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
-                        if job_failed(&job) {
+                        if step::job_failed(&job) {
                             clock.saw(job.namespace(), Some(job.name_any()));
                         }
                         Some(job).filter(|j| job_outcomes.changed(j, job_outcome(j)))
@@ -370,16 +370,6 @@ fn pod_outcome(pod: &Pod) -> (Option<&str>, Vec<(i32, Option<&str>)>) {
         })
         .unwrap_or_default();
     (status.and_then(|s| s.phase.as_deref()), ended)
-}
-
-fn job_failed(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Failed" || c.type_ == "FailureTarget") && c.status == "True")
-        })
 }
 
 /// Passes an object on only when a projection of it changed since it was

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -139,15 +139,25 @@ fn gather(
     views
 }
 
+/// The Job's condition of type `t` when it is True.
+fn true_condition<'a>(job: &'a Job, t: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"))
+}
+
+/// Whether the Job has failed (or is about to: `FailureTarget`), as `job_view` reads it.
+pub(super) fn job_failed(job: &Job) -> bool {
+    true_condition(job, "Failed")
+        .or_else(|| true_condition(job, "FailureTarget"))
+        .is_some()
+}
+
 /// Reads one attempt's outcome from its Job, or earlier from its pod;
 /// `seen` is when the watches first delivered its failure.
 pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> JobView {
-    let condition = |t: &str| {
-        job.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"))
-    };
+    let condition = |t: &str| true_condition(job, t);
     let terminated = pod
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.container_statuses.as_ref())
