@@ -126,7 +126,12 @@ pub async fn run(
             let clock = failures_seen.clone();
             move |event| {
                 let woken = match logged(event) {
-                    Some(watcher::Event::Delete(job)) => Some(job),
+                    Some(watcher::Event::Delete(job)) => {
+                        // Later events of a failed Job can stamp it again after
+                        // its Step recorded the failure; its deletion ends that.
+                        clock.forget(&job.namespace().unwrap_or_default(), &job.name_any());
+                        Some(job)
+                    }
                     Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
                         if step::job_failed(&job) {
                             clock.saw(job.namespace(), Some(job.name_any()));
@@ -408,7 +413,7 @@ impl Changes {
 
 /// When the watches first delivered each Job's failure (its pod Failed, or
 /// its Failed condition), by (namespace, Job name). An entry is dropped once
-/// the Step's status records the failure.
+/// the Step's status records the failure, and when the Job is deleted.
 #[derive(Default)]
 pub struct FailureClock {
     first_seen: std::sync::Mutex<std::collections::HashMap<(String, String), jiff::Timestamp>>,
