@@ -21,7 +21,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.tools/bin"
-STATE="$ROOT/.cluster"
+# STEPWISE_CLUSTER_STATE puts a second cluster beside the checkout's own (tests).
+STATE="${STEPWISE_CLUSTER_STATE:-$ROOT/.cluster}"
 PKI="$STATE/pki"
 LOGS="$STATE/logs"
 PIDS="$STATE/pids"
@@ -51,40 +52,12 @@ fmt_ms() { printf '%d.%01d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
 
 # ---------------------------------------------------------------- processes
 
-# The pid recorded for a component, if the process is alive and still the
-# one we started (its command line names our state directory), else nothing.
-live_pid() {
-  local f="$PIDS/$1.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(<"$f")"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  # A zombie is dead for our purposes.
-  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
-  # Started from this checkout (its state, its target/ or .tools/): a reused pid is never ours.
-  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$ROOT/" || return 1
-  printf '%s\n' "$pid"
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$ROOT/scripts/lib/proc.sh"
 
 # Stops one component by its recorded pid: SIGTERM, wait, SIGKILL.
 stop_component() {
-  local name="$1" grace="${2:-15}" pid i
-  pid="$(live_pid "$name")" || { rm -f "$PIDS/$name.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    live_pid "$name" >/dev/null || break
-    sleep 0.1
-  done
-  if live_pid "$name" >/dev/null; then
-    log "$name (pid $pid) did not stop within ${grace}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      live_pid "$name" >/dev/null || break
-      sleep 0.1
-    done
-  fi
-  live_pid "$name" >/dev/null && die "could not stop $name (pid $pid)"
-  rm -f "$PIDS/$name.pid"
+  stop_pid "$1" "${2:-15}" log || die "could not stop $1 (pid $(pid_of "$1" || echo '?'))"
 }
 
 # Stops all components that are still alive, clients first, etcd last.
@@ -123,28 +96,23 @@ launch() {
       fd="${fd##*/}"
       ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
     done
+    # Test hook: a launcher that is slow to exec (tests/cluster_start.rs).
+    if [[ -n "${STEPWISE_CLUSTER_EXEC_DELAY:-}" ]]; then sleep "$STEPWISE_CLUSTER_EXEC_DELAY"; fi
     exec env "${env[@]}" setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1
   ) &
-  local pid=$! i
-  printf '%s\n' "$pid" >"$PIDS/$name.pid"
+  # Recorded by pid and start time: the forked subshell is already the
+  # process that will run the binary, so it counts as ours from here on.
+  pid_record "$name" "$!"
   STARTED+=("$name")
-  # Until the subshell has exec'd the binary, its pid does not look like ours.
-  for ((i = 0; i < 50; i++)); do
-    live_pid "$name" >/dev/null || ! kill -0 "$pid" 2>/dev/null && break
-    sleep 0.05
-  done
 }
 
-# How a component's process ended: its exit status, or the signal that killed
-# it (a silent death with an empty log is usually a signal: OOM killer, SIGSEGV).
-# Sets HOW; not a $(...) function, as `wait` only sees this shell's children.
+# How a component's process ended (a silent death with an empty log is
+# usually a signal: OOM killer, SIGSEGV). Sets HOW; not a $(...) function, as
+# `wait` only sees this shell's children. Never waits on a live process.
 exit_status() {
-  local pid rc=0
-  pid="$(cat "$PIDS/$1.pid" 2>/dev/null)" || { HOW="unknown exit status"; return; }
-  { wait "$pid"; } 2>/dev/null || rc=$?
-  if ((rc == 127)); then HOW="exit status unknown (pid $pid is not our child)"
-  elif ((rc > 128)); then HOW="killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))"
-  else HOW="exit status $rc"; fi
+  local pid
+  pid="$(pid_of "$1")" || { HOW="unknown exit status"; return; }
+  reap_status "$pid"
 }
 
 # Explains why a component died, pointing at its log.
@@ -364,7 +332,7 @@ all_alive() {
   for c in "${COMPONENTS[@]}"; do live_pid "$c" >/dev/null || return 1; done
 }
 
-kctl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+kctl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" --request-timeout=15s "$@"; }
 
 # Waits until `cmd...` succeeds or the timeout passes.
 wait_for() {
@@ -389,7 +357,7 @@ nodes_ready() {
 # .cluster/, which `down` removes).
 take_lock() {
   command -v flock >/dev/null || return 0
-  local lock="${TMPDIR:-/tmp}/stepwise-cluster-$(printf '%s' "$ROOT" | md5sum | cut -c1-12).lock"
+  local lock="${TMPDIR:-/tmp}/stepwise-cluster-$(printf '%s' "$STATE" | md5sum | cut -c1-12).lock"
   exec 9>"$lock"
   if ! flock -w 300 9; then die "another scripts/cluster.sh is still running for $ROOT (lock $lock)"; fi
 }

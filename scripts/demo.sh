@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export PATH="$ROOT/target/release:$ROOT/.tools/bin:$PATH"
+export PATH="$ROOT/target/debug:$ROOT/.tools/bin:$PATH"
 export KUBECONFIG="$ROOT/.cluster/kubeconfig"
 NS=stepwise-demo
 started=$SECONDS
@@ -21,29 +21,40 @@ run kubectl apply --server-side -f crds/
 
 say "operator (logs: .cluster/logs/operator.log)"
 mkdir -p .cluster/logs .cluster/pids
-if [[ -f .cluster/pids/operator.pid ]] && kill -0 "$(<.cluster/pids/operator.pid)" 2>/dev/null; then
-  kill "$(<.cluster/pids/operator.pid)" 2>/dev/null || true
-  sleep 1
-fi
-# By absolute path: `make cluster-down` stops only processes whose command line names this checkout.
-"$ROOT/target/release/stepwise" controller --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
+PIDS="$ROOT/.cluster/pids"
+# shellcheck source=scripts/lib/proc.sh
+source "$ROOT/scripts/lib/proc.sh"
+stop_pid operator 25 echo || { echo "the previous demo operator (pid $(pid_of operator)) would not stop" >&2; exit 1; }
+# By absolute path: `make cluster-down` stops the pids recorded in .cluster/pids.
+"$ROOT/target/debug/stepwise" controller --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
   >.cluster/logs/operator.log 2>&1 &
-echo $! >.cluster/pids/operator.pid
-for _ in $(seq 100); do
-  curl -fsS http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break
+pid_record operator "$!"
+ready=0
+for _ in $(seq 150); do
+  curl -fsS --max-time 2 http://127.0.0.1:18081/readyz >/dev/null 2>&1 && { ready=1; break; }
+  live_pid operator >/dev/null || break
   sleep 0.2
 done
-curl -fsS http://127.0.0.1:18081/readyz >/dev/null || { tail -20 .cluster/logs/operator.log; exit 1; }
-echo "operator ready (pid $(<.cluster/pids/operator.pid))"
+if ((ready == 0)); then
+  echo "the operator did not become ready within 30 s (or exited); last lines of .cluster/logs/operator.log:" >&2
+  tail -20 .cluster/logs/operator.log >&2
+  exit 1
+fi
+echo "operator ready (pid $(pid_of operator))"
 
 say "releases in namespace $NS"
-kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
+kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null ||
+  { echo "namespace $NS from an earlier demo was not deleted within 120 s" >&2; exit 1; }
 run kubectl create namespace "$NS"
-for _ in $(seq 50); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 150); do kubectl -n "$NS" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done
+kubectl -n "$NS" get serviceaccount default >/dev/null ||
+  { echo "namespace $NS got no default ServiceAccount within 30 s (kube-controller-manager; see .cluster/logs)" >&2; exit 1; }
 run kubectl -n "$NS" apply -f examples/retry-once.yaml -f examples/guided-failure.yaml
 
 say "shop-1-4-2: the schema migration fails once and is retried 15 s later"
-run kubectl stepwise -n "$NS" status -w shop-1-4-2
+# Bounded: the release takes ~20 s; a hung watch must not hang the demo.
+run timeout 180 kubectl stepwise -n "$NS" status -w shop-1-4-2 ||
+  { echo "shop-1-4-2 did not finish within 180 s; see .cluster/logs/operator.log" >&2; exit 1; }
 
 say "shop-1-4-3: the smoke test exhausts its retry and waits for a decision"
 kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=WaitingForDecision swd/shop-1-4-3 --timeout=90s >/dev/null
@@ -62,6 +73,6 @@ say "summary"
 run kubectl -n "$NS" get swd,sws
 run kubectl -n "$NS" get jobs -L stepwise.dev/action,stepwise.dev/attempt
 printf '\ndemo finished in %d s. The cluster and the operator keep running: try\n' "$((SECONDS - started))"
-printf '  export KUBECONFIG=%s PATH=%s/target/release:%s/.tools/bin:$PATH\n' "$KUBECONFIG" "$ROOT" "$ROOT"
+printf '  export KUBECONFIG=%s PATH=%s/target/debug:%s/.tools/bin:$PATH\n' "$KUBECONFIG" "$ROOT" "$ROOT"
 printf '  kubectl stepwise -n %s status shop-1-4-2\n' "$NS"
 printf 'and stop everything with: make cluster-down\n'

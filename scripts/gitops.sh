@@ -37,30 +37,10 @@ die() { printf '[gitops] error: %s\n' "$*" >&2; exit 1; }
 
 kctl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=30s "$@"; }
 
-# The recorded pid of a component, if that process is alive and is ours (its
-# command line names .cluster/, as scripts/cluster.sh checks too).
-live_pid() {
-  local f="$PIDS/$1.pid" pid
-  [[ -f "$f" ]] || return 1
-  pid="$(<"$f")"
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
-  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STATE" || return 1
-  printf '%s\n' "$pid"
-}
+# shellcheck source=scripts/lib/proc.sh
+source "$ROOT/scripts/lib/proc.sh"
 
-stop_component() {
-  local name="$1" pid i
-  pid="$(live_pid "$name")" || { rm -f "$PIDS/$name.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do live_pid "$name" >/dev/null || break; sleep 0.1; done
-  if live_pid "$name" >/dev/null; then
-    log "$name (pid $pid) did not stop within 10 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do live_pid "$name" >/dev/null || break; sleep 0.1; done
-  fi
-  rm -f "$PIDS/$name.pid"
-}
+stop_component() { stop_pid "$1" 10 log || log "could not stop $1"; }
 
 stop_all() {
   local c
@@ -68,9 +48,8 @@ stop_all() {
 }
 
 # launch NAME ARGV0 [VAR=VALUE...] PROGRAM ARGS...: detached (own session, no
-# inherited descriptors), logging to logs/NAME.log. ARGV0 is a path under
-# .cluster/ so that the process's command line says whose it is, even for a
-# program whose arguments would not.
+# inherited descriptors), logging to logs/NAME.log, recorded by pid and start
+# time. ARGV0 is a path under .cluster/, so `ps` says whose process it is.
 launch() {
   local name="$1" argv0="$2"; shift 2
   : >"$LOGS/$name.log"
@@ -84,13 +63,8 @@ launch() {
     # shellcheck disable=SC2016 # expanded by the inner bash
     exec setsid bash -c 'exec -a "$0" "$@"' "$argv0" "$@" </dev/null >>"$LOGS/$name.log" 2>&1
   ) &
-  local pid=$! i
-  printf '%s\n' "$pid" >"$PIDS/$name.pid"
+  pid_record "$name" "$!"
   STARTED+=("$name")
-  for ((i = 0; i < 100; i++)); do
-    live_pid "$name" >/dev/null || ! kill -0 "$pid" 2>/dev/null && break
-    sleep 0.05
-  done
 }
 
 # wait_healthy NAME URL: until URL answers 2xx, the process dies, or timeout.
