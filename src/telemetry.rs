@@ -70,6 +70,11 @@ pub struct PhaseLabel {
     pub phase: &'static str,
 }
 
+/// The controllers' names in the reconcile metrics.
+pub const CONTROLLERS: [&str; 2] = ["step", "deployment"];
+/// The results a reconcile is counted under.
+const RESULTS: [&str; 3] = ["success", "error", "requeue_after"];
+
 /// Every metric the operator exports. Names of the reconcile metrics follow
 /// controller-runtime, so existing dashboards work.
 pub struct Metrics {
@@ -155,6 +160,14 @@ impl Default for Metrics {
             "1 while this replica holds the lease",
             leader.clone(),
         );
+        // As controller-runtime does: the series exist at 0 from the start, so
+        // `rate()` alerts on errors work before the first one happens.
+        for controller in CONTROLLERS {
+            reconcile_errors.get_or_create(&ControllerLabel { controller });
+            for result in RESULTS {
+                reconcile_total.get_or_create(&ReconcileLabels { controller, result });
+            }
+        }
         Self {
             registry,
             reconcile_total,
@@ -337,6 +350,23 @@ mod tests {
             "leader_election_master_status 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn error_counters_exist_at_zero_before_any_error() {
+        let text = Metrics::default().encode();
+        for controller in CONTROLLERS {
+            let errors = format!(
+                "controller_runtime_reconcile_errors_total{{controller=\"{controller}\"}} 0"
+            );
+            assert!(text.contains(&errors), "missing {errors} in\n{text}");
+            for result in RESULTS {
+                let total = format!(
+                    "controller_runtime_reconcile_total{{controller=\"{controller}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&total), "missing {total} in\n{text}");
+            }
         }
     }
 }
