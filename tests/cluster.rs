@@ -356,3 +356,30 @@ async fn missing_cluster_fails_with_how_to_start_one() {
     );
     assert!(err.contains("make cluster"), "{err}");
 }
+
+/// `kubectl apply` of the shipped CRDs draws no warning from the API server
+/// (it used to warn `unrecognized format "uint32"` for every unsigned field).
+#[tokio::test]
+async fn the_crds_apply_without_a_warning() {
+    common::client().await; // fails loudly when there is no cluster
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["crds", "charts/stepwise/crds"] {
+        let out = std::process::Command::new(root.join(".tools/bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(common::kubeconfig_path())
+            .args(["apply", "--server-side", "--dry-run=server", "-f"])
+            .arg(root.join(dir))
+            .output()
+            .expect("run kubectl (make tools builds it)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubectl apply -f {dir} failed: {stderr}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("deployments.stepwise.dev"),
+            "kubectl apply -f {dir} did not apply the Deployment CRD"
+        );
+        assert!(
+            !stderr.contains("Warning"),
+            "kubectl apply -f {dir} warned:\n{stderr}"
+        );
+    }
+}
