@@ -367,7 +367,13 @@ async fn the_crds_apply_without_a_warning() {
         let out = std::process::Command::new(root.join(".tools/bin/kubectl"))
             .arg("--kubeconfig")
             .arg(common::kubeconfig_path())
-            .args(["apply", "--server-side", "--dry-run=server", "-f"])
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+            ])
             .arg(root.join(dir))
             .output()
             .expect("run kubectl (make tools builds it)");
