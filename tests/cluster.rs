@@ -378,7 +378,10 @@ async fn the_crds_apply_without_a_warning() {
             .output()
             .expect("run kubectl (make tools builds it)");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl apply -f {dir} failed: {stderr}");
+        assert!(
+            out.status.success(),
+            "kubectl apply -f {dir} failed: {stderr}"
+        );
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("deployments.stepwise.dev"),
             "kubectl apply -f {dir} did not apply the Deployment CRD"
