@@ -21,6 +21,8 @@ const MAX_NAME: usize = 63;
 
 /// `<step>-<action>-<attempt>`, or, when that is over 63 characters, a
 /// truncated prefix plus a hash of the full name, keeping the attempt readable.
+/// A shortened name is always a DNS label: the prefix keeps only lowercase
+/// letters, digits and inner dashes (a Deployment's name may hold dots).
 pub fn job_name(step: &str, action: &str, attempt: u32) -> String {
     let full = format!("{step}-{action}-{attempt}");
     if full.len() <= MAX_NAME {
@@ -30,8 +32,26 @@ pub fn job_name(step: &str, action: &str, attempt: u32) -> String {
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     let suffix = format!("-{hash}-{attempt}");
     let keep = MAX_NAME - suffix.len();
-    let prefix = full[..keep].trim_end_matches('-');
-    format!("{prefix}{suffix}")
+    let prefix: String = full
+        .chars()
+        .take(keep)
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    format!("{}{suffix}", prefix.trim_end_matches('-'))
+}
+
+/// A DNS label (RFC 1123): 1-63 lowercase letters, digits and dashes,
+/// beginning and ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.chars().all(|c| ok(c) || c == '-')
+        && s.starts_with(ok)
+        && s.ends_with(ok)
 }
 
 /// The Job for attempt `attempt` (1-based) of the step's action at `action_index`,
@@ -179,6 +199,33 @@ mod tests {
         assert_eq!(a, job_name(&long, "action", 10));
         assert_ne!(a, job_name(&long, "action2", 10));
         assert_ne!(job_name(&long, "x", 1), job_name(&long, "y", 1));
+    }
+
+    #[test]
+    fn a_shortened_name_never_ends_in_a_dot_or_dash() {
+        // Deployment names are DNS subdomains: dots may fall at the cut.
+        for cut in 40..62 {
+            let mut step: String = "a".repeat(cut);
+            step.push_str(".b-c.d");
+            let name = job_name(&step, "action-with-a-long-name", 3);
+            assert!(is_dns_label(&name), "{name}");
+            assert!(name.ends_with("-3"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_shortened_name_is_a_dns_label(
+            step in "[a-z0-9]([-a-z0-9.]{0,60}[a-z0-9])?",
+            action in "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?",
+            attempt in 1u32..200,
+        ) {
+            let name = job_name(&step, &action, attempt);
+            if name.len() < format!("{step}-{action}-{attempt}").len() {
+                proptest::prop_assert!(is_dns_label(&name), "{}", name);
+            }
+            proptest::prop_assert!(name.len() <= 63);
+        }
     }
 
     #[test]

@@ -42,15 +42,30 @@ pub fn delay_after(
     let base_ms = f64::from(policy.delay_seconds) * 1000.0;
     let factor = policy.backoff_factor.unwrap_or(1.0).max(1.0);
     let exponent = i32::try_from(failed_attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+    let cap_ms = policy.max_delay_seconds.map(|max| f64::from(max) * 1000.0);
     let mut ms = base_ms * factor.powi(exponent);
-    if let Some(max) = policy.max_delay_seconds {
-        ms = ms.min(f64::from(max) * 1000.0);
+    if let Some(cap) = cap_ms {
+        ms = ms.min(cap);
     }
     if let Some(pct) = policy.jitter_percent.filter(|p| *p > 0) {
         ms += ms * f64::from(pct.min(100)) / 100.0 * unit_fraction(seed, action, failed_attempt);
     }
+    // The cap bounds the jittered delay too: `maxDelaySeconds` is the longest
+    // wait a person can be promised. (The delay before jitter is already
+    // capped, so this never shortens it.)
+    if let Some(cap) = cap_ms {
+        ms = ms.min(cap);
+    }
     // Capped at a day, the schema's largest delay, so the cast is exact.
     SignedDuration::from_millis(ms.clamp(0.0, 86_400_000.0).round() as i64)
+}
+
+/// The wait before trying again to create a Job the API server refused for
+/// now (quota, forbidden, throttled, its own error): 1 s after the first
+/// refusal, doubling, at most a minute.
+pub fn refusal_backoff(refusals: u32) -> SignedDuration {
+    let exponent = refusals.saturating_sub(1).min(6);
+    SignedDuration::from_secs((1i64 << exponent).min(60))
 }
 
 /// A number in [0, 1) derived from its inputs alone.
@@ -131,6 +146,51 @@ mod tests {
             assert_eq!(d, delay_after(&p, k, "seed", "a"));
         }
         assert_ne!(delay_after(&p, 1, "x", "a"), delay_after(&p, 1, "y", "a"));
+    }
+
+    #[test]
+    fn refusals_back_off_up_to_a_minute() {
+        let secs: Vec<i64> = [1, 2, 3, 4, 7, 8, 100]
+            .iter()
+            .map(|n| refusal_backoff(*n).as_secs())
+            .collect();
+        assert_eq!(secs, vec![1, 2, 4, 8, 60, 60, 60]);
+    }
+
+    #[test]
+    fn jitter_never_exceeds_the_cap() {
+        let p = RetryPolicy {
+            delay_seconds: 10,
+            max_delay_seconds: Some(10),
+            jitter_percent: Some(100),
+            ..Default::default()
+        };
+        for k in 1..=10 {
+            assert_eq!(
+                delay_after(&p, k, "seed", "a"),
+                SignedDuration::from_secs(10)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn delay_stays_between_the_base_and_the_cap(
+            delay in 0u32..100, extra in 0u32..200, factor in 1.0f64..10.0,
+            jitter in 0u32..=100, k in 1u32..12, seed in "[a-z0-9]{1,12}",
+        ) {
+            let max = delay + extra;
+            let p = RetryPolicy {
+                delay_seconds: delay,
+                backoff_factor: Some(factor),
+                max_delay_seconds: Some(max),
+                jitter_percent: Some(jitter),
+                ..Default::default()
+            };
+            let d = delay_after(&p, k, &seed, "a");
+            proptest::prop_assert!(d <= SignedDuration::from_secs(i64::from(max)), "{d:?} over {max}s");
+            proptest::prop_assert!(d >= SignedDuration::from_secs(i64::from(delay)), "{d:?} under {delay}s");
+        }
     }
 
     #[test]

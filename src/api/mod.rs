@@ -31,5 +31,12 @@ pub const ANNOTATION_APPROVAL: &str = "stepwise.dev/approval";
 /// On a Job: when the operator created it, to the millisecond (creationTimestamp
 /// has whole seconds), so an adopted attempt keeps its exact start.
 pub const ANNOTATION_CREATED_AT: &str = "stepwise.dev/created-at";
+/// On a Job, written by the operator: the decision that answered this
+/// attempt's failure (`{"decision":"retry","decidedAt":"..."}`), so a status
+/// wipe cannot lose it.
+pub const ANNOTATION_RECORDED_DECISION: &str = "stepwise.dev/recorded-decision";
+/// On a ManualIntervention Step, written by the operator: the approval as
+/// recorded (`{"approval":"approved","decidedAt":"..."}`).
+pub const ANNOTATION_RECORDED_APPROVAL: &str = "stepwise.dev/recorded-approval";
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "stepwise";

@@ -10,10 +10,16 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-use super::{Context, now, observe, publish, retry_later};
-use crate::api::{Deployment, FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step};
+use super::{Context, annotations, now, observe, publish, retry_later};
+use crate::api::{
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, Deployment, DeploymentStatus, FIELD_MANAGER,
+    LABEL_DEPLOYMENT, Phase, Step,
+};
 use crate::plan::PlannedEvent;
-use crate::plan::deployment::{StepView, plan, step_name, step_spec};
+use crate::plan::deployment::{
+    DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
+};
+use crate::plan::handoff::{Handoff, handoffs};
 use crate::{Error, KubeContext, Result};
 
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
@@ -39,21 +45,16 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         ctx.metrics.deployment_phase(key, None);
         return Ok(Action::await_change());
     }
-    let uid = d.uid();
-    let views: Vec<Option<StepView>> = d
+    let slots: Vec<StepSlot> = d
         .spec
         .steps
         .iter()
         .map(|s| {
             let wanted = step_name(&name, &s.name);
-            ctx.steps
-                .get(&kube::runtime::reflector::ObjectRef::new(&wanted).within(&ns))
-                .filter(|st| {
-                    st.owner_references()
-                        .iter()
-                        .any(|o| Some(&o.uid) == uid.as_ref())
-                })
-                .map(|st| view(&st))
+            let found = ctx
+                .steps
+                .get(&kube::runtime::reflector::ObjectRef::new(&wanted).within(&ns));
+            slot(d, found.as_deref())
         })
         .collect();
     let previous = ctx.deployment_status.freshest(
@@ -63,19 +64,118 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         d.status.clone().unwrap_or_default(),
     );
     let now = now();
-    let planned = plan(
+    let mut planned = plan(
         &d.spec,
         &name,
         d.metadata.generation,
         &previous,
-        &views,
+        &slots,
         now,
     );
     tracing::debug!(phase = ?planned.status.phase, create_step = ?planned.create_step, "planned");
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
 
     if let Some(i) = planned.create_step
-        && let Err(message) = create_step(d, ctx, &ns, i).await?
+        && let Some(taken) = create_step(d, ctx, &ns, i).await?
+    {
+        let message = match taken {
+            Created::Taken(found) => {
+                // Someone else's Step has the name: plan again knowing it.
+                let mut slots = slots;
+                slots[i] = slot(d, Some(&found));
+                planned = plan(
+                    &d.spec,
+                    &name,
+                    d.metadata.generation,
+                    &previous,
+                    &slots,
+                    now,
+                );
+                None
+            }
+            Created::Rejected(message) => Some(message),
+        };
+        if let Some(message) = message {
+            return reject(d, ctx, &api, &previous, &planned, message, now).await;
+        }
+    }
+    if planned.status != previous {
+        ctx.deployment_status
+            .write(&api, &ns, &name, &planned.status)
+            .await?;
+    }
+    ctx.metrics.deployment_phase(key, planned.status.phase);
+    publish::<_, Step>(ctx, d, &planned.events);
+    hand_off(d, ctx, &api, &planned.status).await?;
+    // Step changes wake the Deployment; the requeue is only a safety net
+    // (a Step deleted by hand, say), long enough not to load a large fleet.
+    Ok(match planned.status.phase {
+        _ if planned.recheck => Action::requeue(std::time::Duration::from_secs(10)),
+        Some(p) if p.is_terminal() => Action::await_change(),
+        _ => Action::requeue(std::time::Duration::from_secs(600)),
+    })
+}
+
+/// Passes a decision or approval annotated on the Deployment to its waiting
+/// Step (or removes it with a warning when none waits), then removes it from
+/// the Deployment if it still holds the value read.
+async fn hand_off(
+    d: &Deployment,
+    ctx: &Context,
+    api: &Api<Deployment>,
+    status: &DeploymentStatus,
+) -> Result<()> {
+    let read = |key: &str| d.annotations().get(key).map(String::as_str);
+    let planned = handoffs(status, read(ANNOTATION_DECISION), read(ANNOTATION_APPROVAL));
+    let steps: Api<Step> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
+    for h in planned {
+        match &h {
+            Handoff::Pass { key, value, step } => {
+                annotations::set(&steps, step, key, value).await?;
+            }
+            Handoff::Ignore { event, .. } => {
+                publish::<_, Step>(ctx, d, std::slice::from_ref(event));
+            }
+        }
+        annotations::remove_if_unchanged(api, d, h.key()).await?;
+    }
+    Ok(())
+}
+
+/// What stands under a step's Step name: ours only when its controller
+/// ownerReference is this very Deployment (uid).
+fn slot(d: &Deployment, found: Option<&Step>) -> StepSlot {
+    let Some(step) = found else {
+        return StepSlot::Missing;
+    };
+    let controller = step
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true));
+    match controller {
+        Some(o) if d.uid().as_deref() == Some(o.uid.as_str()) => StepSlot::Ours(view(step)),
+        _ => StepSlot::Foreign(ForeignStep {
+            name: step.name_any(),
+            owner: controller.map(|o| Owner {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+            }),
+        }),
+    }
+}
+
+/// The API server refused the Step for good: the Deployment is unusable as written.
+async fn reject(
+    d: &Deployment,
+    ctx: &Context,
+    api: &Api<Deployment>,
+    previous: &DeploymentStatus,
+    planned: &DeploymentPlan,
+    message: String,
+    now: jiff::Timestamp,
+) -> Result<Action> {
+    let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
     {
         let mut status = planned.status.clone();
         status.phase = Some(Phase::Failed);
@@ -88,25 +188,13 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
             now,
         );
         ctx.deployment_status
-            .write(&api, &ns, &name, &status)
+            .write(api, &ns, &name, &status)
             .await?;
         publish::<_, Step>(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
-        ctx.metrics.deployment_phase(key, Some(Phase::Failed));
-        return Ok(Action::await_change());
+        ctx.metrics
+            .deployment_phase(format!("{ns}/{name}"), Some(Phase::Failed));
+        Ok(Action::await_change())
     }
-    if planned.status != previous {
-        ctx.deployment_status
-            .write(&api, &ns, &name, &planned.status)
-            .await?;
-    }
-    ctx.metrics.deployment_phase(key, planned.status.phase);
-    publish::<_, Step>(ctx, d, &planned.events);
-    // Step changes wake the Deployment; the requeue is only a safety net
-    // (a Step deleted by hand, say), long enough not to load a large fleet.
-    Ok(match planned.status.phase {
-        Some(p) if p.is_terminal() => Action::await_change(),
-        _ => Action::requeue(std::time::Duration::from_secs(600)),
-    })
 }
 
 pub(super) fn view(step: &Step) -> StepView {
@@ -120,23 +208,32 @@ pub(super) fn view(step: &Step) -> StepView {
     }
 }
 
-/// Creates the Step for step `index`. `Ok(Err(message))` when the API server
-/// refuses it for good (the Deployment is then unusable as written).
+/// Why a Step could not be created.
+enum Created {
+    /// The name is taken by this Step, which is not ours.
+    Taken(Box<Step>),
+    /// The API server refuses it for good.
+    Rejected(String),
+}
+
+/// Creates the Step for step `index`; `None` once it exists and is ours
+/// (created now, or before a lost status write).
 async fn create_step(
     d: &Deployment,
     ctx: &Context,
     ns: &str,
     index: usize,
-) -> Result<Result<(), String>> {
+) -> Result<Option<Created>> {
     let name = d.name_any();
     let spec = step_spec(&d.spec, index)
         .ok_or_else(|| Error::Invalid(format!("deployment {name} has no step #{index}")))?;
     let owner = d
         .controller_owner_ref(&())
         .ok_or_else(|| Error::Invalid(format!("deployment {name} has no uid yet")))?;
+    let step_name = step_name(&name, &d.spec.steps[index].name);
     let step = Step {
         metadata: ObjectMeta {
-            name: Some(step_name(&name, &d.spec.steps[index].name)),
+            name: Some(step_name.clone()),
             namespace: Some(ns.to_string()),
             labels: Some(BTreeMap::from([(
                 LABEL_DEPLOYMENT.to_string(),
@@ -149,22 +246,28 @@ async fn create_step(
         status: None,
     };
     let api: Api<Step> = Api::namespaced(ctx.client.clone(), ns);
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            },
-            &step,
-        )
-        .await
-    {
-        Ok(_) => Ok(Ok(())),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Ok(())),
-        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => Ok(Err(format!(
-            "the Step for step {} was rejected by the API server: {}",
-            d.spec.steps[index].name, e.message
-        ))),
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &step).await {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // Ours only if its controller is this very Deployment.
+            let found = api
+                .get_opt(&step_name)
+                .await
+                .context(|| format!("reading Step {ns}/{step_name}"))?;
+            Ok(found
+                .filter(|s| !matches!(slot(d, Some(s)), StepSlot::Ours(_)))
+                .map(|s| Created::Taken(Box::new(s))))
+        }
+        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
+            Ok(Some(Created::Rejected(format!(
+                "the Step for step {} was rejected by the API server: {}",
+                d.spec.steps[index].name, e.message
+            ))))
+        }
         Err(e) => Err(e).context(|| format!("creating the Step for {ns}/{name} step #{index}")),
     }
 }

@@ -1,6 +1,7 @@
 //! The imperative shell: watches, caches, and the two reconcilers. Each
 //! reconcile gathers state from the caches, asks `plan` what to do, and applies it.
 
+pub mod annotations;
 pub mod deployment;
 pub mod step;
 
@@ -40,6 +41,8 @@ pub struct Context {
     pub synced: tokio::sync::watch::Receiver<bool>,
     pub step_status: Written<crate::api::StepStatus>,
     pub deployment_status: Written<crate::api::DeploymentStatus>,
+    /// Job creates refused for now, per Step (for their backoff).
+    pub refusals: step::Refusals,
 }
 
 impl Context {
@@ -258,6 +261,7 @@ pub async fn run(
         metrics,
         step_status: Written::default(),
         deployment_status: Written::default(),
+        refusals: step::Refusals::default(),
         synced: synced_rx,
     });
 

@@ -1,25 +1,26 @@
 //! The Step reconciler: gather the Step's Jobs and pods, plan, apply.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::{Instrument, info_span};
+
+mod gather;
+
+pub(super) use gather::job_failed;
+pub use gather::job_view;
 
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_CREATED_AT, ANNOTATION_DECISION, Outcome, Phase, Step,
-    StepStatus,
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
+    ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
 use crate::plan::PlannedEvent;
-use crate::plan::step::{AttemptKey, JobState, JobView, StepObservation, StepPlan, plan};
+use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -51,7 +52,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         step.status.clone().unwrap_or_default(),
     );
 
-    let mut views = gather(step, ctx, &previous, &ns, &name);
+    let mut found = gather::gather(step, ctx, &previous, &ns, &name);
     // A Job recorded as running but missing from the cache may be newer than
     // the cache: ask the API server before calling it deleted.
     for action in &previous.actions {
@@ -61,26 +62,35 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
             .filter(|a| a.outcome == Outcome::Running)
         {
             let key = (action.name.clone(), attempt.number);
-            if views.contains_key(&key) || attempt.job.is_empty() {
+            if found.views.contains_key(&key)
+                || found.foreign.contains_key(&key)
+                || attempt.job.is_empty()
+            {
                 continue;
             }
-            let found = jobs_api
+            let job = jobs_api
                 .get_opt(&attempt.job)
                 .await
                 .context(|| format!("reading Job {ns}/{}", attempt.job))?;
-            if let Some(job) = found.filter(|j| jobs::owned_by(j, step)) {
-                views.insert(key, job_view(&job, None, None));
+            match job {
+                Some(j) if jobs::owned_by(&j, step) => {
+                    found.views.insert(key, job_view(&j, None, None));
+                }
+                Some(j) => {
+                    found.foreign.insert(key, gather::foreign_job(&j));
+                }
+                None => {}
             }
         }
     }
 
     let uid = step.uid().unwrap_or_default();
-    let observation = StepObservation {
+    let mut observation = StepObservation {
         step_name: &name,
         generation: step.metadata.generation,
         seed: &uid,
         previous: previous.clone(),
-        jobs: views,
+        jobs: found.views,
         decision_annotation: step
             .annotations()
             .get(ANNOTATION_DECISION)
@@ -89,188 +99,110 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
             .annotations()
             .get(ANNOTATION_APPROVAL)
             .map(String::as_str),
+        foreign: found.foreign,
+        refused: None,
+        recorded_approval: step
+            .annotations()
+            .get(ANNOTATION_RECORDED_APPROVAL)
+            .and_then(|v| serde_json::from_str(v).ok()),
     };
     let now = now();
     let mut planned = plan(&step.spec, &observation, now);
     tracing::debug!(phase = ?planned.status.phase, create = ?planned.create, requeue_at = ?planned.requeue_at, "planned");
-    apply(step, ctx, &jobs_api, &previous, &mut planned, now).await
-}
-
-/// The Step's Jobs from the cache, each with its pod when the pod already
-/// tells the outcome (about a second before the Job controller does).
-fn gather(
-    step: &Step,
-    ctx: &Context,
-    previous: &StepStatus,
-    ns: &str,
-    name: &str,
-) -> BTreeMap<AttemptKey, JobView> {
-    // Job names are a function of (step, action, attempt): look each one up
-    // by name instead of scanning the cache. Past the attempts status knows,
-    // keep going while Jobs exist (created before a lost status write).
-    let mut views = BTreeMap::new();
-    for action in &step.spec.actions {
-        let known = previous
-            .actions
-            .iter()
-            .find(|a| a.name == action.name)
-            .and_then(|a| a.attempts.iter().map(|x| x.number).max())
-            .unwrap_or(0);
-        for attempt in 1u32.. {
-            let job_name = jobs::job_name(name, &action.name, attempt);
-            let job = ctx
-                .jobs
-                .get(&ObjectRef::new(&job_name).within(ns))
-                .filter(|j| jobs::owned_by(j, step));
-            let Some(job) = job else {
-                if attempt > known {
-                    break;
-                }
-                continue;
-            };
-            let pod = ctx.pods_by_job.newest(&ctx.pods, ns, &job_name);
-            let seen = ctx.failures_seen.get(ns, &job_name);
-            views.insert(
-                (action.name.clone(), attempt),
-                job_view(&job, pod.as_deref(), seen),
-            );
+    let mut created_at = now;
+    if let Some(create) = planned.create {
+        let key = (
+            step.spec.actions[create.action].name.clone(),
+            create.attempt,
+        );
+        match create_job(step, &jobs_api, create, now).await? {
+            Created::Ours(at) => {
+                ctx.refusals.clear(&ns, &name);
+                created_at = at;
+            }
+            Created::Rejected(message) => {
+                reject(step, ctx, &previous, &planned, &message, now).await?;
+                return Ok(Action::await_change());
+            }
+            // Plan again knowing why the Job could not be created.
+            Created::Foreign(job) => {
+                observation.foreign.insert(key, job);
+                planned = plan(&step.spec, &observation, now);
+            }
+            Created::Refused(message) => {
+                let refusals = ctx.refusals.count(&ns, &name);
+                observation.refused = Some(Refused {
+                    action: key.0,
+                    attempt: key.1,
+                    message,
+                    retry_at: now + retry::refusal_backoff(refusals),
+                });
+                planned = plan(&step.spec, &observation, now);
+            }
         }
     }
-    views
+    apply(step, ctx, &previous, &mut planned, created_at).await
 }
 
-/// The Job's condition of type `t` when it is True.
-fn true_condition<'a>(job: &'a Job, t: &str) -> Option<&'a JobCondition> {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == t && c.status == "True"))
+/// How a Job create ended.
+enum Created {
+    /// Created now (at this time), or found and ours.
+    Ours(jiff::Timestamp),
+    /// The name is held by a Job whose controller is not this Step.
+    Foreign(crate::plan::step::ForeignJob),
+    /// Refused for good (400, 422): the action cannot run as written.
+    Rejected(String),
+    /// Refused for now, in the API server's words: try again later.
+    Refused(String),
 }
 
-/// Whether the Job has failed (or is about to: `FailureTarget`), as `job_view` reads it.
-pub(super) fn job_failed(job: &Job) -> bool {
-    true_condition(job, "Failed")
-        .or_else(|| true_condition(job, "FailureTarget"))
-        .is_some()
-}
-
-/// Reads one attempt's outcome from its Job, or earlier from its pod;
-/// `seen` is when the watches first delivered its failure.
-pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> JobView {
-    let condition = |t: &str| true_condition(job, t);
-    let terminated = pod
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
-                .max_by_key(|t| t.exit_code != 0)
-        });
-    let pod_phase = pod
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.phase.as_deref());
-    let exit_code = terminated.map(|t| t.exit_code);
-    let pod_finished = terminated.and_then(|t| t.finished_at.as_ref()).map(|t| t.0);
-
-    let state = if let Some(c) = condition("Complete").or_else(|| condition("SuccessCriteriaMet")) {
-        JobState::Succeeded {
-            finished_at: job
-                .status
-                .as_ref()
-                .and_then(|s| s.completion_time.as_ref())
-                .or(c.last_transition_time.as_ref())
-                .map(|t| t.0),
+async fn create_job(
+    step: &Step,
+    jobs_api: &Api<Job>,
+    create: crate::plan::step::CreateJob,
+    now: jiff::Timestamp,
+) -> Result<Created> {
+    let job = jobs::build(step, create.action, create.attempt, now)?;
+    let action = &step.spec.actions[create.action].name;
+    let job_name = job.name_any();
+    match jobs_api.create(&PostParams::default(), &job).await {
+        Ok(_) => Ok(Created::Ours(super::now())),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // Created before a crash or a lost status write, or someone else's:
+            // adopt it only if its controller is this very Step.
+            match jobs_api.get_opt(&job_name).await {
+                Ok(Some(j)) if jobs::owned_by(&j, step) => Ok(Created::Ours(now)),
+                Ok(Some(j)) => Ok(Created::Foreign(gather::foreign_job(&j))),
+                Ok(None) => Ok(Created::Refused(format!(
+                    "Job {job_name} already exists (it is being deleted): {}",
+                    e.message
+                ))),
+                Err(err) => Ok(Created::Refused(format!("reading Job {job_name}: {err}"))),
+            }
         }
-    } else if let Some(c) = condition("Failed").or_else(|| condition("FailureTarget")) {
-        let job_reason = c.reason.clone().unwrap_or_else(|| "Failed".into());
-        // The container's reason (Error, OOMKilled) says more than BackoffLimitExceeded.
-        let reason = match (
-            job_reason.as_str(),
-            terminated.and_then(|t| t.reason.clone()),
-        ) {
-            ("DeadlineExceeded", _) => job_reason.clone(),
-            (_, Some(r)) => r,
-            _ => job_reason.clone(),
-        };
-        JobState::Failed {
-            finished_at: c
-                .last_transition_time
-                .as_ref()
-                .map(|t| t.0)
-                .or(pod_finished),
-            reason,
-            exit_code,
-            message: c.message.clone().unwrap_or_default(),
-            seen_at: seen,
-        }
-    } else if pod_phase == Some("Succeeded") {
-        JobState::Succeeded {
-            finished_at: pod_finished,
-        }
-    } else if pod_phase == Some("Failed") {
-        let reason = terminated
-            .and_then(|t| t.reason.clone())
-            .or_else(|| pod.and_then(|p| p.status.as_ref()?.reason.clone()))
-            .unwrap_or_else(|| "PodFailed".into());
-        let message = terminated
-            .and_then(|t| t.message.clone())
-            .or_else(|| pod.and_then(|p| p.status.as_ref()?.message.clone()))
-            .unwrap_or_default();
-        JobState::Failed {
-            finished_at: pod_finished,
-            reason,
-            exit_code,
-            message,
-            seen_at: seen,
-        }
-    } else {
-        JobState::Running
-    };
-    JobView {
-        name: job.name_any(),
-        created_at: job
-            .annotations()
-            .get(ANNOTATION_CREATED_AT)
-            .and_then(|t| t.parse().ok())
-            .or_else(|| job.creation_timestamp().map(|t| t.0)),
-        state,
+        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => Ok(Created::Rejected(format!(
+            "the Job for action {action} was rejected by the API server: {}",
+            e.message
+        ))),
+        Err(kube::Error::Api(e)) => Ok(Created::Refused(format!(
+            "{} ({} {})",
+            e.message, e.code, e.reason
+        ))),
+        // A timeout or a broken connection: the create may or may not have
+        // happened; the next reconcile finds the Job or tries again.
+        Err(e) => Ok(Created::Refused(e.to_string())),
     }
 }
 
 async fn apply(
     step: &Step,
     ctx: &Context,
-    jobs_api: &Api<Job>,
     previous: &StepStatus,
     planned: &mut StepPlan,
-    now: jiff::Timestamp,
+    created_at: jiff::Timestamp,
 ) -> Result<Action> {
     let name = step.name_any();
     let api: Api<Step> = Api::namespaced(ctx.client.clone(), &step.namespace().unwrap_or_default());
-
-    let mut created_at = now;
-    if let Some(create) = planned.create {
-        let job = jobs::build(step, create.action, create.attempt, now)?;
-        match jobs_api.create(&PostParams::default(), &job).await {
-            Ok(_) => created_at = super::now(),
-            // Created before a crash or a lost status write: the Job is ours, adopt it.
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(kube::Error::Api(e)) if matches!(e.code, 400 | 403 | 422) => {
-                let action = &step.spec.actions[create.action].name;
-                let message = format!(
-                    "the Job for action {action} was rejected by the API server: {}",
-                    e.message
-                );
-                reject(step, ctx, &api, previous, planned, &message, now).await?;
-                return Ok(Action::await_change());
-            }
-            Err(e) => {
-                return Err(e).context(|| {
-                    format!("creating Job for step {name} attempt {}", create.attempt)
-                });
-            }
-        }
-    }
 
     if planned.status != *previous {
         let ns = step.namespace().unwrap_or_default();
@@ -286,15 +218,14 @@ async fn apply(
         }
     }
 
-    if let Some(key) = planned.remove_annotation {
-        let patch = json!({ "metadata": { "annotations": { key: null } } });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .context(|| format!("removing annotation {key} from Step {name}"))?;
+    record(step, ctx, planned).await?;
+    let mut changed_meanwhile = false;
+    for key in &planned.remove_annotations {
+        changed_meanwhile |= !super::annotations::remove_if_unchanged(&api, step, key).await?;
     }
     publish::<_, Job>(ctx, step, &planned.events);
 
-    Ok(if planned.requeue_now {
+    Ok(if planned.requeue_now || changed_meanwhile {
         Action::requeue(Duration::from_millis(50))
     } else if let Some(due) = planned.requeue_at {
         requeue_at(due)
@@ -306,12 +237,48 @@ async fn apply(
     })
 }
 
+/// Writes each decision on its failed attempt's Job and the approval on the
+/// Step, after the status and before the person's annotation is removed.
+async fn record(step: &Step, ctx: &Context, planned: &StepPlan) -> Result<()> {
+    let ns = step.namespace().unwrap_or_default();
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    for r in &planned.record_decisions {
+        let value = to_annotation("a recorded decision", &r.record)?;
+        match super::annotations::set(&jobs_api, &r.job, ANNOTATION_RECORDED_DECISION, &value).await
+        {
+            Ok(()) => {}
+            // The Job is gone (deleted by hand): status keeps the decision.
+            Err(Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            }) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(a) = &planned.record_approval {
+        let steps: Api<Step> = Api::namespaced(ctx.client.clone(), &ns);
+        let value = to_annotation("a recorded approval", a)?;
+        super::annotations::set(
+            &steps,
+            &step.name_any(),
+            ANNOTATION_RECORDED_APPROVAL,
+            &value,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A record as the JSON string an annotation holds.
+fn to_annotation<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|source| Error::Serialize { what, source })
+}
+
 /// An action the API server refuses to run is an unusable object: Failed and
 /// Stalled with the server's words, and no requeue until the Step changes.
 async fn reject(
     step: &Step,
     ctx: &Context,
-    api: &Api<Step>,
     previous: &StepStatus,
     planned: &StepPlan,
     message: &str,
@@ -334,8 +301,9 @@ async fn reject(
         now,
     );
     let ns = step.namespace().unwrap_or_default();
+    let api: Api<Step> = Api::namespaced(ctx.client.clone(), &ns);
     ctx.step_status
-        .write(api, &ns, &step.name_any(), &status)
+        .write(&api, &ns, &step.name_any(), &status)
         .await?;
     publish::<_, Job>(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
     Ok(())
@@ -400,6 +368,31 @@ fn count(
                 );
             m.retry_delay_error
                 .observe(created_at.duration_since(due).as_secs_f64());
+        }
+    }
+}
+
+/// Consecutive refused Job creates per Step, so that the tries back off.
+/// Kept in memory: a restarted operator simply starts the backoff again.
+#[derive(Default)]
+pub struct Refusals {
+    counts: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+}
+
+impl Refusals {
+    /// Counts one more refusal and returns how many in a row.
+    fn count(&self, ns: &str, name: &str) -> u32 {
+        let Ok(mut m) = self.counts.lock() else {
+            return 1;
+        };
+        let n = m.entry((ns.to_string(), name.to_string())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn clear(&self, ns: &str, name: &str) {
+        if let Ok(mut m) = self.counts.lock() {
+            m.remove(&(ns.to_string(), name.to_string()));
         }
     }
 }

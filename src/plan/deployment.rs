@@ -10,6 +10,13 @@
 //! | WaitingForApproval     | WaitingForApproval                                            |
 //! | WaitingForDecision     | WaitingForDecision, GuidedFailure=True (later steps wait)     |
 //! | Failed                 | Failed, Stalled=True; later steps never start                 |
+//! | missing, recorded Succeeded | stays Succeeded, never created again; Warning `StepDeleted` |
+//! | taken by another Deployment | Failed, Stalled=True (`StepNameTaken`), naming the Step    |
+//! | taken otherwise (an old owner, none) | Running, waiting until it is gone; never adopted  |
+//!
+//! A release that the status records as Succeeded or Failed is final: its
+//! phase, message and conditions stay as they are whatever happens to its
+//! Steps (deleted, or their status wiped), and no Step is created again.
 //!
 //! The Deployment mirrors only what [`StepView::mirrored`] keeps: every
 //! step's phase, and the action, attempt and message of a step that needs a
@@ -19,6 +26,7 @@
 
 use jiff::Timestamp;
 
+pub use super::Owner;
 use super::PlannedEvent;
 use crate::api::{DeploymentSpec, DeploymentStatus, Phase, StepSpec, StepSummary, StepType};
 use crate::status::{GuidedFailure, Health, conditions};
@@ -60,12 +68,56 @@ fn needs_attention(phase: Phase) -> bool {
     )
 }
 
+/// What the controller found under the name of one step's `Step` object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StepSlot {
+    /// No Step by that name.
+    #[default]
+    Missing,
+    /// A Step whose controller ownerReference is this very Deployment (uid).
+    Ours(StepView),
+    /// A Step by that name that belongs to something else.
+    Foreign(ForeignStep),
+}
+
+/// A Step that has the name a step needs but is not this Deployment's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignStep {
+    pub name: String,
+    /// Its controller owner, when it has one.
+    pub owner: Option<Owner>,
+}
+
+impl ForeignStep {
+    /// Another Deployment owns it: the names clash for good.
+    fn clashes_with(&self, deployment: &str) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|o| o.kind == "Deployment" && o.name != deployment)
+    }
+
+    fn owned_by(&self) -> String {
+        match &self.owner {
+            Some(o) => format!("owned by {o}"),
+            None => "owned by no controller".to_string(),
+        }
+    }
+}
+
+/// The note a step's summary carries once its Step object is gone after it finished.
+pub fn deleted_note(step_ref: &str) -> String {
+    format!("Step {step_ref} was deleted after it finished; the step is not run again")
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeploymentPlan {
     /// Index of the step whose `Step` object to create.
     pub create_step: Option<usize>,
     pub status: DeploymentStatus,
     pub events: Vec<PlannedEvent>,
+    /// Look again after a while: a Step by the needed name may go away
+    /// without anything waking this Deployment.
+    pub recheck: bool,
 }
 
 /// The Step object's name for a deployment's step.
@@ -90,28 +142,97 @@ pub fn step_spec(spec: &DeploymentSpec, index: usize) -> Option<StepSpec> {
     })
 }
 
-/// `steps[i]` is the Step of `spec.steps[i]` if it exists.
+/// `steps[i]` is what was found under the Step name of `spec.steps[i]`.
 pub fn plan(
     spec: &DeploymentSpec,
     name: &str,
     generation: Option<i64>,
     previous: &DeploymentStatus,
-    steps: &[Option<StepView>],
+    steps: &[StepSlot],
     now: Timestamp,
 ) -> DeploymentPlan {
-    let steps: Vec<Option<StepView>> = steps
-        .iter()
-        .map(|v| v.clone().map(StepView::mirrored))
-        .collect();
-    let total = spec.steps.len();
-    let mut create_step = None;
     let mut events = Vec::new();
-    let mut summaries: Vec<StepSummary> = spec
+    let finished = previous.phase.is_some_and(Phase::is_terminal);
+    let slots: Vec<StepSlot> = spec
         .steps
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let view = steps.get(i).and_then(Option::as_ref);
+            let slot = steps.get(i).cloned().unwrap_or_default();
+            let StepSlot::Ours(view) = slot else {
+                return slot;
+            };
+            let view = view.mirrored();
+            // A finished release reads as it did, whatever its Steps say now.
+            match (finished, recorded(previous, &s.name)) {
+                (true, Some(was)) => StepSlot::Ours(StepView {
+                    phase: was.phase,
+                    message: was.message.clone(),
+                    ..view
+                }),
+                _ => StepSlot::Ours(view),
+            }
+        })
+        .collect();
+    let mut summaries = summarize(spec, &slots);
+    // Steps whose Step object is gone after they finished: never run again.
+    for (i, s) in spec.steps.iter().enumerate() {
+        if slots[i] != StepSlot::Missing {
+            continue;
+        }
+        let Some(was) = recorded(previous, &s.name) else {
+            continue;
+        };
+        if !(finished || was.phase == Phase::Succeeded) {
+            continue;
+        }
+        let step_ref = was
+            .step_ref
+            .clone()
+            .unwrap_or_else(|| step_name(name, &s.name));
+        let note = deleted_note(&step_ref);
+        if was.message.as_deref() != Some(note.as_str()) {
+            events.push(PlannedEvent::warning("StepDeleted", note.clone()).about(&step_ref));
+        }
+        summaries[i] = StepSummary {
+            name: s.name.clone(),
+            step_ref: Some(step_ref),
+            phase: was.phase,
+            message: Some(note),
+        };
+    }
+    if finished {
+        let status = DeploymentStatus {
+            steps: summaries,
+            ..previous.clone()
+        };
+        return DeploymentPlan {
+            create_step: None,
+            status,
+            events,
+            recheck: false,
+        };
+    }
+    let walked = walk(spec, name, &slots, &mut summaries);
+    finish(
+        spec, generation, previous, walked, &slots, summaries, events, now,
+    )
+}
+
+/// The step's summary in the status as last written.
+fn recorded<'a>(previous: &'a DeploymentStatus, step: &str) -> Option<&'a StepSummary> {
+    previous.steps.iter().find(|s| s.name == step)
+}
+
+fn summarize(spec: &DeploymentSpec, slots: &[StepSlot]) -> Vec<StepSummary> {
+    spec.steps
+        .iter()
+        .zip(slots)
+        .map(|(s, slot)| {
+            let view = match slot {
+                StepSlot::Ours(v) => Some(v),
+                _ => None,
+            };
             StepSummary {
                 name: s.name.clone(),
                 step_ref: view.map(|v| v.name.clone()),
@@ -119,52 +240,120 @@ pub fn plan(
                 message: view.and_then(|v| v.message.clone()),
             }
         })
-        .collect();
+        .collect()
+}
 
-    let mut current: Option<usize> = None;
-    let (phase, reason, message) = 'walk: {
-        for (i, s) in spec.steps.iter().enumerate() {
-            let Some(view) = steps.get(i).and_then(Option::as_ref) else {
-                create_step = Some(i);
-                current = Some(i);
+/// Where the walk over the steps stopped.
+struct Walked {
+    phase: Phase,
+    reason: &'static str,
+    message: String,
+    current: Option<usize>,
+    create_step: Option<usize>,
+    recheck: bool,
+}
+
+fn walk(
+    spec: &DeploymentSpec,
+    name: &str,
+    slots: &[StepSlot],
+    summaries: &mut [StepSummary],
+) -> Walked {
+    let total = spec.steps.len();
+    let at = |i: usize, phase, reason, message| Walked {
+        phase,
+        reason,
+        message,
+        current: Some(i),
+        create_step: None,
+        recheck: false,
+    };
+    for (i, s) in spec.steps.iter().enumerate() {
+        let view = match &slots[i] {
+            StepSlot::Missing if summaries[i].phase == Phase::Succeeded => continue,
+            StepSlot::Missing => {
                 summaries[i].step_ref = Some(step_name(name, &s.name));
                 // Written as it will read once the Step exists, so that
                 // the Step's appearance changes nothing here.
                 summaries[i].phase = Phase::Running;
-                break 'walk (
-                    Phase::Running,
-                    "Running".to_string(),
-                    format!("step {} ({}/{total}) running", s.name, i + 1),
-                );
-            };
-            if view.phase == Phase::Succeeded {
-                continue;
+                let msg = format!("step {} ({}/{total}) running", s.name, i + 1);
+                return Walked {
+                    create_step: Some(i),
+                    ..at(i, Phase::Running, "Running", msg)
+                };
             }
-            current = Some(i);
-            let msg = match &view.message {
-                Some(detail) => format!("step {} ({}/{total}): {detail}", s.name, i + 1),
-                None => format!("step {} ({}/{total}) running", s.name, i + 1),
-            };
-            let reason = match view.phase {
-                Phase::Failed => "StepFailed",
-                Phase::WaitingForDecision => "GuidedFailure",
-                Phase::WaitingForApproval => "WaitingForApproval",
-                Phase::Retrying => "Retrying",
-                _ => "Running",
-            };
-            let phase = match view.phase {
-                Phase::Pending => Phase::Running,
-                p => p,
-            };
-            break 'walk (phase, reason.to_string(), msg);
+            StepSlot::Foreign(f) => {
+                summaries[i].step_ref = Some(f.name.clone());
+                let (phase, reason, msg) = if f.clashes_with(name) {
+                    let msg = format!(
+                        "step {} ({}/{total}) cannot start: the Step name {} is already taken by another release ({}); rename this Deployment or its step",
+                        s.name,
+                        i + 1,
+                        f.name,
+                        f.owned_by()
+                    );
+                    (Phase::Failed, "StepNameTaken", msg)
+                } else {
+                    let msg = format!(
+                        "step {} ({}/{total}) waits: a Step named {} exists, {}, not by this Deployment; it starts once that Step is gone",
+                        s.name,
+                        i + 1,
+                        f.name,
+                        f.owned_by()
+                    );
+                    (Phase::Running, "WaitingForStepName", msg)
+                };
+                summaries[i].phase = phase;
+                summaries[i].message = Some(msg.clone());
+                return Walked {
+                    recheck: phase == Phase::Running,
+                    ..at(i, phase, reason, msg)
+                };
+            }
+            StepSlot::Ours(view) => view,
+        };
+        if view.phase == Phase::Succeeded {
+            continue;
         }
-        (
-            Phase::Succeeded,
-            "Succeeded".to_string(),
-            format!("all {total} steps succeeded"),
-        )
-    };
+        let msg = match &view.message {
+            Some(detail) => format!("step {} ({}/{total}): {detail}", s.name, i + 1),
+            None => format!("step {} ({}/{total}) running", s.name, i + 1),
+        };
+        let reason = match view.phase {
+            Phase::Failed => "StepFailed",
+            Phase::WaitingForDecision => "GuidedFailure",
+            Phase::WaitingForApproval => "WaitingForApproval",
+            Phase::Retrying => "Retrying",
+            _ => "Running",
+        };
+        let phase = match view.phase {
+            Phase::Pending => Phase::Running,
+            p => p,
+        };
+        return at(i, phase, reason, msg);
+    }
+    Walked {
+        phase: Phase::Succeeded,
+        reason: "Succeeded",
+        message: format!("all {total} steps succeeded"),
+        current: None,
+        create_step: None,
+        recheck: false,
+    }
+}
 
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    spec: &DeploymentSpec,
+    generation: Option<i64>,
+    previous: &DeploymentStatus,
+    w: Walked,
+    slots: &[StepSlot],
+    summaries: Vec<StepSummary>,
+    mut events: Vec<PlannedEvent>,
+    now: Timestamp,
+) -> DeploymentPlan {
+    let (phase, message) = (w.phase, w.message);
     if phase.is_terminal() && previous.phase != Some(phase) {
         events.push(if phase == Phase::Succeeded {
             PlannedEvent::normal("DeploymentSucceeded", message.clone())
@@ -172,10 +361,13 @@ pub fn plan(
             PlannedEvent::warning("DeploymentFailed", message.clone())
         });
     }
+    if w.reason == "StepNameTaken" && previous.phase != Some(phase) {
+        events.push(PlannedEvent::warning("StepNameTaken", message.clone()));
+    }
     let waiting = phase == Phase::WaitingForDecision;
     let health = Health {
         phase,
-        reason,
+        reason: w.reason.to_string(),
         message: message.clone(),
         guided_failure: spec.guided_failure.then(|| GuidedFailure {
             active: waiting,
@@ -192,190 +384,27 @@ pub fn plan(
             },
         }),
     };
-    let view = current.and_then(|i| steps.get(i).and_then(Option::as_ref));
+    let view = w.current.and_then(|i| match &slots[i] {
+        StepSlot::Ours(v) => Some(v),
+        _ => None,
+    });
     let status = DeploymentStatus {
         phase: Some(phase),
         observed_generation: generation,
         conditions: conditions(&health, &previous.conditions, generation, now),
-        current_step: current.map(|i| spec.steps[i].name.clone()),
+        current_step: w.current.map(|i| spec.steps[i].name.clone()),
         current_action: view.and_then(|v| v.current_action.clone()),
         attempt: view.and_then(|v| v.attempt),
         message: Some(message),
         steps: summaries,
     };
     DeploymentPlan {
-        create_step,
+        create_step: w.create_step,
         status,
         events,
+        recheck: w.recheck,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::{Action, DeploymentStep, RetryPolicy, condition_types as ct};
-    use crate::status::is_true;
-
-    fn spec(n: usize, guided: bool) -> DeploymentSpec {
-        DeploymentSpec {
-            guided_failure: guided,
-            retries: Some(RetryPolicy::default()),
-            steps: (0..n)
-                .map(|i| DeploymentStep {
-                    name: format!("s{i}"),
-                    type_: StepType::Run,
-                    instructions: None,
-                    retries: None,
-                    actions: vec![Action {
-                        name: "a".into(),
-                        template: Default::default(),
-                        timeout_seconds: None,
-                    }],
-                })
-                .collect(),
-        }
-    }
-
-    fn view(i: usize, phase: Phase) -> Option<StepView> {
-        Some(StepView {
-            name: format!("d-s{i}"),
-            phase,
-            message: Some(format!("m{i}")),
-            current_action: Some("a".into()),
-            attempt: Some(1),
-        })
-    }
-
-    fn run(spec: &DeploymentSpec, steps: &[Option<StepView>]) -> DeploymentPlan {
-        plan(
-            spec,
-            "d",
-            Some(1),
-            &DeploymentStatus::default(),
-            steps,
-            Timestamp::UNIX_EPOCH,
-        )
-    }
-
-    #[test]
-    fn creates_first_step_then_waits() {
-        let p = run(&spec(2, false), &[None, None]);
-        assert_eq!(p.create_step, Some(0));
-        assert_eq!(p.status.phase, Some(Phase::Running));
-        let p = run(&spec(2, false), &[view(0, Phase::Running), None]);
-        assert_eq!(p.create_step, None);
-        assert_eq!(p.status.current_step.as_deref(), Some("s0"));
-    }
-
-    #[test]
-    fn next_step_only_after_success() {
-        let p = run(&spec(3, false), &[view(0, Phase::Succeeded), None, None]);
-        assert_eq!(p.create_step, Some(1));
-        for blocking in [
-            Phase::Retrying,
-            Phase::Failed,
-            Phase::WaitingForDecision,
-            Phase::WaitingForApproval,
-        ] {
-            let p = run(&spec(3, false), &[view(0, blocking), None, None]);
-            assert_eq!(p.create_step, None, "{blocking:?}");
-            assert_eq!(p.status.phase, Some(blocking));
-        }
-    }
-
-    #[test]
-    fn all_succeeded_is_ready() {
-        let p = run(
-            &spec(2, false),
-            &[view(0, Phase::Succeeded), view(1, Phase::Succeeded)],
-        );
-        assert_eq!(p.status.phase, Some(Phase::Succeeded));
-        assert!(is_true(&p.status.conditions, ct::READY));
-        assert!(p.events.iter().any(|e| e.reason == "DeploymentSucceeded"));
-    }
-
-    #[test]
-    fn failure_stalls_and_guided_failure_shows() {
-        let p = run(&spec(2, false), &[view(0, Phase::Failed), None]);
-        assert!(is_true(&p.status.conditions, ct::STALLED));
-        assert!(
-            !p.status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == ct::GUIDED_FAILURE)
-        );
-        let p = run(&spec(2, true), &[view(0, Phase::WaitingForDecision), None]);
-        assert!(is_true(&p.status.conditions, ct::GUIDED_FAILURE));
-        assert!(p.status.message.unwrap().contains("m0"));
-    }
-
-    #[test]
-    fn mirrors_progress_only_when_a_step_needs_attention() {
-        let s = spec(2, true);
-        let running = run(&s, &[view(0, Phase::Running), None]);
-        assert_eq!(running.status.current_step.as_deref(), Some("s0"));
-        assert_eq!(running.status.current_action, None);
-        assert_eq!(running.status.attempt, None);
-        assert_eq!(running.status.steps[0].message, None);
-        assert_eq!(
-            running.status.message.as_deref(),
-            Some("step s0 (1/2) running")
-        );
-        // A running step's progress never changes the Deployment's status.
-        let mut later = view(0, Phase::Running).unwrap();
-        later.current_action = Some("b".into());
-        later.attempt = Some(2);
-        later.message = Some("other".into());
-        assert_eq!(run(&s, &[Some(later), None]).status, running.status);
-
-        for attention in [
-            Phase::Retrying,
-            Phase::WaitingForDecision,
-            Phase::WaitingForApproval,
-            Phase::Failed,
-        ] {
-            let p = run(&s, &[view(0, attention), None]);
-            assert_eq!(
-                p.status.current_action.as_deref(),
-                Some("a"),
-                "{attention:?}"
-            );
-            assert_eq!(p.status.attempt, Some(1));
-            assert_eq!(p.status.steps[0].message.as_deref(), Some("m0"));
-        }
-    }
-
-    #[test]
-    fn a_new_step_reads_as_it_will_once_its_step_exists() {
-        let s = spec(2, false);
-        let creating = run(&s, &[view(0, Phase::Succeeded), None]);
-        assert_eq!(creating.create_step, Some(1));
-        for appeared in [Phase::Pending, Phase::Running] {
-            let p = run(&s, &[view(0, Phase::Succeeded), view(1, appeared)]);
-            assert_eq!(p.create_step, None);
-            assert_eq!(p.status, creating.status, "{appeared:?}");
-        }
-        assert!(creating.events.is_empty(), "{:?}", creating.events);
-    }
-
-    #[test]
-    fn step_spec_resolves_retries() {
-        let mut s = spec(2, true);
-        s.steps[1].type_ = StepType::ManualIntervention;
-        s.steps[1].actions.clear();
-        s.steps[0].retries = Some(RetryPolicy {
-            limit: 1,
-            ..Default::default()
-        });
-        let first = step_spec(&s, 0).unwrap();
-        assert_eq!(first.retries.unwrap().limit, 1);
-        assert!(first.guided_failure);
-        assert_eq!(step_spec(&s, 1).unwrap().retries, None);
-        s.steps[0].retries = None;
-        assert_eq!(
-            step_spec(&s, 0).unwrap().retries,
-            Some(RetryPolicy::default())
-        );
-        assert!(step_spec(&s, 9).is_none());
-    }
-}
+mod tests;

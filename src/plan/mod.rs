@@ -3,6 +3,7 @@
 //! observations, call these and apply the result.
 
 pub mod deployment;
+pub mod handoff;
 pub mod step;
 
 /// An Event the controller should publish about the object it reconciles.
@@ -38,6 +39,20 @@ impl PlannedEvent {
     pub fn about(mut self, related: impl Into<String>) -> Self {
         self.related = Some(related.into());
         self
+    }
+}
+
+/// An object's controller ownerReference, as messages name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (uid {})", self.kind, self.name, self.uid)
     }
 }
 

@@ -14,6 +14,7 @@
 //! | Failed k                           | retryable, k < 1 + limit, now < due     | Retrying; `nextAttemptAt` = first seen + delay; requeue |
 //! | Failed k                           | retryable, k < 1 + limit, now >= due    | create attempt k + 1; Running                           |
 //! | Failed k                           | recorded decision Retry for k, no annotation | create attempt k + 1; Running                      |
+//! | Failed k                           | k was run by a Retry decision on k - 1  | no automatic retry, whatever `retryOn` says: as exhausted |
 //! | Failed k                           | recorded decision Ignore for k          | action Ignored; next action                             |
 //! | Failed k                           | recorded decision Abort for k           | step Failed (Aborted)                                   |
 //! | Failed k                           | exhausted, guided failure off           | step Failed (RetriesExhausted)                          |
@@ -21,6 +22,9 @@
 //! | Failed k                           | exhausted, guided, valid annotation     | record decision for k, remove annotation, requeue       |
 //! | Failed k                           | exhausted, guided, unknown annotation   | WaitingForDecision, message names the bad value         |
 //! | any                                | decision annotation, nothing to decide  | remove annotation, Warning event                        |
+//! | any (Run step)                     | approval annotation                     | remove it, Warning `ApprovalIgnored`                    |
+//! | attempt k to create                | a Job not owned by this Step has its name | no Job; Running, message names the Job and its owner; Warning `JobNameTaken`; look again soon |
+//! | attempt k to create                | its create was refused for now (403, 409, 429, 5xx, timeout) | no Job; Running, message quotes the API server; Warning `JobCreateFailed`; try again at the backoff's time |
 //!
 //! A recorded decision is acted on only once its annotation is gone, and an
 //! annotation met while the failure already has a recorded decision is removed
@@ -35,7 +39,11 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::{PlannedEvent, clock};
+mod records;
+
+pub use records::{JobDecision, RecordDecision};
+
+use super::{Owner, PlannedEvent, clock};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
     AttemptStatus, Decision, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
@@ -52,6 +60,9 @@ pub struct JobView {
     pub name: String,
     pub created_at: Option<Timestamp>,
     pub state: JobState,
+    /// The decision that answered this attempt's failure, as the operator
+    /// recorded it on the Job.
+    pub decision: Option<JobDecision>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +97,32 @@ pub struct StepObservation<'a> {
     pub jobs: BTreeMap<AttemptKey, JobView>,
     pub decision_annotation: Option<&'a str>,
     pub approval_annotation: Option<&'a str>,
+    /// Jobs that have the name an attempt needs but whose controller is not
+    /// this Step (by uid): never an attempt of it, only a reason to wait.
+    pub foreign: BTreeMap<AttemptKey, ForeignJob>,
+    /// The last create of an attempt's Job was refused for now.
+    pub refused: Option<Refused>,
+    /// The approval as the operator recorded it on the Step.
+    pub recorded_approval: Option<ApprovalRecord>,
+}
+
+/// A Job under an attempt's name that belongs to something else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignJob {
+    pub name: String,
+    pub owner: Option<Owner>,
+}
+
+/// A create the API server refused for now (quota, forbidden, a foreign
+/// Job under the name, throttling, its own errors, a timeout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub action: String,
+    pub attempt: u32,
+    /// The API server's words (or the client's, for a timeout).
+    pub message: String,
+    /// When to try again.
+    pub retry_at: Timestamp,
 }
 
 /// Ask to create the Job of one attempt.
@@ -95,18 +132,29 @@ pub struct CreateJob {
     pub attempt: u32,
 }
 
+impl StepPlan {
+    pub fn removes(&self, key: &str) -> bool {
+        self.remove_annotations.contains(&key)
+    }
+}
+
 /// What to do, in the order the controller applies it: create the Job, write
 /// the status, remove the annotation, publish the events, requeue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepPlan {
     pub create: Option<CreateJob>,
     pub status: StepStatus,
-    pub remove_annotation: Option<&'static str>,
+    /// Annotations to remove, each only if it still holds the value read.
+    pub remove_annotations: Vec<&'static str>,
     pub events: Vec<PlannedEvent>,
     /// Wake up at this time even if nothing changes (a retry's due time).
     pub requeue_at: Option<Timestamp>,
     /// Reconcile again right away (a decision was recorded, its effect follows).
     pub requeue_now: bool,
+    /// Decisions to record on their failed attempt's Job (after the status write).
+    pub record_decisions: Vec<RecordDecision>,
+    /// The approval to record on the Step (after the status write).
+    pub record_approval: Option<ApprovalRecord>,
 }
 
 pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepPlan {
@@ -116,11 +164,15 @@ pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepP
         now,
         events: Vec::new(),
         create: None,
-        remove_annotation: None,
+        remove_annotations: Vec::new(),
         requeue_at: None,
         requeue_now: false,
-        decisions: obs.previous.decisions.clone(),
-        approval: obs.previous.approval.clone(),
+        decisions: records::merged(&obs.previous.decisions, &obs.jobs),
+        approval: obs
+            .previous
+            .approval
+            .clone()
+            .or_else(|| obs.recorded_approval.clone()),
     };
     let mut actions = p.merge_attempts();
     let verdict = match spec.type_ {
@@ -128,10 +180,13 @@ pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepP
             let v = p.walk(&mut actions);
             // Nothing to decide right now: the annotation is stale or early.
             if obs.decision_annotation.is_some()
-                && p.remove_annotation.is_none()
+                && !p.remove_annotations.contains(&ANNOTATION_DECISION)
                 && !v.waiting_for_decision
             {
                 p.ignore_decision_annotation();
+            }
+            if obs.approval_annotation.is_some() {
+                p.ignore_approval_annotation();
             }
             v
         }
@@ -169,7 +224,7 @@ struct Planner<'s, 'o> {
     now: Timestamp,
     events: Vec<PlannedEvent>,
     create: Option<CreateJob>,
-    remove_annotation: Option<&'static str>,
+    remove_annotations: Vec<&'static str>,
     requeue_at: Option<Timestamp>,
     requeue_now: bool,
     decisions: Vec<DecisionRecord>,
@@ -255,6 +310,15 @@ impl Planner<'_, '_> {
                     }
                 }
             }
+            // A running attempt whose name now holds someone else's Job was
+            // never this Step's (a status restored onto a new Step, say).
+            status.attempts.retain(|a| {
+                a.outcome != Outcome::Running
+                    || !self
+                        .obs
+                        .foreign
+                        .contains_key(&(action.name.clone(), a.number))
+            });
             for attempt in &mut status.attempts {
                 let key = (action.name.clone(), attempt.number);
                 if attempt.outcome == Outcome::Running && !self.obs.jobs.contains_key(&key) {
@@ -298,7 +362,7 @@ impl Planner<'_, '_> {
                 action.phase = ActionPhase::Ignored;
                 if decision.is_some() && self.answered_last(action) {
                     // The recorded ignore's annotation, still there after a crash.
-                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                    self.remove(ANNOTATION_DECISION);
                 }
                 continue;
             }
@@ -323,7 +387,13 @@ impl Planner<'_, '_> {
             }
             let k = last.number;
             let policy = self.spec.retries.as_ref();
-            let allowed = retry::automatic_attempts(policy, &last);
+            // An attempt a person asked for is one more attempt, not a new
+            // round of automatic retries: if it fails, ask again.
+            let allowed = if k > 1 && self.answer_for(&name, k - 1) == Some(Decision::Retry) {
+                k
+            } else {
+                retry::automatic_attempts(policy, &last)
+            };
             let seen = last.failure_seen_at.unwrap_or(self.now);
             if let (true, Some(policy)) = (k < allowed, policy) {
                 let due = seen + retry::delay_after(policy, k, self.obs.seed, &name);
@@ -361,7 +431,7 @@ impl Planner<'_, '_> {
             if let Some(d) = answered {
                 if decision.is_some() {
                     // Recorded but the annotation is still there: remove it before acting.
-                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                    self.remove(ANNOTATION_DECISION);
                     let msg = format!(
                         "decision {} for action {name} recorded; applying",
                         d.as_str()
@@ -410,7 +480,7 @@ impl Planner<'_, '_> {
                         decision: d,
                         decided_at: self.now,
                     });
-                    self.remove_annotation = Some(ANNOTATION_DECISION);
+                    self.remove(ANNOTATION_DECISION);
                     self.requeue_now = true;
                     self.events.push(
                         PlannedEvent::normal(
@@ -466,6 +536,9 @@ impl Planner<'_, '_> {
 
     fn start(&mut self, action: &mut ActionStatus, index: usize, attempt: u32) -> Verdict {
         let name = action.name.clone();
+        if let Some(v) = self.blocked(action, index, attempt) {
+            return v;
+        }
         action.phase = ActionPhase::Running;
         let job = crate::jobs::job_name(self.obs.step_name, &name, attempt);
         action.attempts.push(AttemptStatus {
@@ -490,8 +563,69 @@ impl Planner<'_, '_> {
         Verdict::new(Phase::Running, "Running", msg, Some(index))
     }
 
+    /// Attempt `attempt` cannot start yet: a foreign Job has its name, or
+    /// its create was refused for now. Nothing is counted as an attempt.
+    fn blocked(
+        &mut self,
+        action: &mut ActionStatus,
+        index: usize,
+        attempt: u32,
+    ) -> Option<Verdict> {
+        let name = action.name.clone();
+        let key = (name.clone(), attempt);
+        let total = self.spec.actions.len();
+        let head = format!("action {name} ({}/{total}) attempt {attempt}", index + 1);
+        let (reason, msg, at) = if let Some(f) = self.obs.foreign.get(&key) {
+            let owner = f
+                .owner
+                .as_ref()
+                .map_or_else(|| "no controller".to_string(), ToString::to_string);
+            let msg = format!(
+                "{head} waits: Job {} already exists and is owned by {owner}, not by this Step; the attempt starts once that Job is gone",
+                f.name
+            );
+            ("JobNameTaken", msg, self.now + FOREIGN_RECHECK)
+        } else {
+            let r = self
+                .obs
+                .refused
+                .as_ref()
+                .filter(|r| r.action == name && r.attempt == attempt)?;
+            let msg = format!(
+                "{head} waits: the API server refused its Job for now: {}; trying again at {}",
+                r.message,
+                clock(r.retry_at)
+            );
+            ("JobCreateFailed", msg, r.retry_at)
+        };
+        action.phase = ActionPhase::Pending;
+        self.requeue_at = Some(at);
+        if self.obs.previous.message.as_deref() != Some(msg.as_str()) {
+            self.events.push(PlannedEvent::warning(reason, msg.clone()));
+        }
+        Some(Verdict::new(Phase::Running, reason, msg, Some(index)))
+    }
+
+    fn remove(&mut self, key: &'static str) {
+        if !self.remove_annotations.contains(&key) {
+            self.remove_annotations.push(key);
+        }
+    }
+
+    /// An approval means nothing to a Run step: say so and remove it.
+    fn ignore_approval_annotation(&mut self) {
+        self.remove(ANNOTATION_APPROVAL);
+        self.events.push(PlannedEvent::warning(
+            "ApprovalIgnored",
+            format!(
+                "{ANNOTATION_APPROVAL}={:?} ignored: step is not a ManualIntervention step",
+                self.obs.approval_annotation.unwrap_or_default()
+            ),
+        ));
+    }
+
     fn ignore_decision_annotation(&mut self) {
-        self.remove_annotation = Some(ANNOTATION_DECISION);
+        self.remove(ANNOTATION_DECISION);
         self.events.push(PlannedEvent::warning(
             "DecisionIgnored",
             format!(
@@ -522,23 +656,21 @@ impl Planner<'_, '_> {
                 format!("manual intervention {word}"),
             ));
         }
+        if self.approval.is_some() && raw.is_some() {
+            self.remove(ANNOTATION_APPROVAL);
+        }
         match (&self.approval, raw) {
-            (Some(record), raw) => {
-                if raw.is_some() {
-                    self.remove_annotation = Some(ANNOTATION_APPROVAL);
+            (Some(record), _) => match record.approval {
+                Approval::Approved => {
+                    Verdict::new(Phase::Succeeded, "Approved", "approved".into(), None)
                 }
-                match record.approval {
-                    Approval::Approved => {
-                        Verdict::new(Phase::Succeeded, "Approved", "approved".into(), None)
-                    }
-                    Approval::Rejected => Verdict::new(
-                        Phase::Failed,
-                        "Rejected",
-                        "rejected by a person".into(),
-                        None,
-                    ),
-                }
-            }
+                Approval::Rejected => Verdict::new(
+                    Phase::Failed,
+                    "Rejected",
+                    "rejected by a person".into(),
+                    None,
+                ),
+            },
             (None, Some(bad)) => Verdict::new(
                 Phase::WaitingForApproval,
                 "WaitingForApproval",
@@ -625,16 +757,27 @@ impl Planner<'_, '_> {
             approval: self.approval,
             actions,
         };
+        let record_decisions = records::unrecorded(&status.decisions, &self.obs.jobs);
+        let record_approval = records::unrecorded_approval(
+            status.approval.as_ref(),
+            self.obs.recorded_approval.as_ref(),
+        );
         StepPlan {
             create: self.create,
             status,
-            remove_annotation: self.remove_annotation,
+            remove_annotations: self.remove_annotations,
             events: self.events,
             requeue_at: self.requeue_at,
             requeue_now: self.requeue_now,
+            record_decisions,
+            record_approval,
         }
     }
 }
+
+/// How soon to look again at a Job name held by a foreign Job (its
+/// deletion wakes the Step only when it carries this Step's label).
+const FOREIGN_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 
 /// "exit code 1 (Error)" or the reason and message when no code is known.
 pub fn describe(a: &AttemptStatus) -> String {

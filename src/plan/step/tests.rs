@@ -60,6 +60,9 @@ struct World {
     decision: Option<String>,
     approval: Option<String>,
     created: Vec<(String, u32, Timestamp)>,
+    foreign: BTreeMap<AttemptKey, ForeignJob>,
+    refused: Option<Refused>,
+    recorded_approval: Option<ApprovalRecord>,
 }
 
 impl World {
@@ -71,6 +74,9 @@ impl World {
             decision: None,
             approval: None,
             created: Vec::new(),
+            foreign: BTreeMap::new(),
+            refused: None,
+            recorded_approval: None,
         }
     }
 
@@ -83,6 +89,9 @@ impl World {
             jobs: self.jobs.clone(),
             decision_annotation: self.decision.as_deref(),
             approval_annotation: self.approval.as_deref(),
+            foreign: self.foreign.clone(),
+            refused: self.refused.clone(),
+            recorded_approval: self.recorded_approval.clone(),
         };
         plan(&self.spec, &obs, now)
     }
@@ -99,15 +108,27 @@ impl World {
                     name: crate::jobs::job_name(STEP, &action, c.attempt),
                     created_at: Some(now),
                     state: JobState::Running,
+                    decision: None,
                 },
             );
             self.created.push((action, c.attempt, now));
         }
         self.status = p.status.clone();
-        if p.remove_annotation == Some(ANNOTATION_DECISION) {
+        for r in &p.record_decisions {
+            let job = self
+                .jobs
+                .values_mut()
+                .find(|j| j.name == r.job)
+                .expect("recorded on an existing Job");
+            job.decision = Some(r.record);
+        }
+        if let Some(a) = &p.record_approval {
+            self.recorded_approval = Some(a.clone());
+        }
+        if p.removes(ANNOTATION_DECISION) {
             self.decision = None;
         }
-        if p.remove_annotation == Some(ANNOTATION_APPROVAL) {
+        if p.removes(ANNOTATION_APPROVAL) {
             self.approval = None;
         }
         p
@@ -384,7 +405,7 @@ fn decision_retry_records_then_runs_one_more_attempt() {
         p.create, None,
         "the decision is recorded before it is acted on"
     );
-    assert_eq!(p.remove_annotation, Some(ANNOTATION_DECISION));
+    assert!(p.removes(ANNOTATION_DECISION));
     assert!(p.requeue_now);
     assert_eq!(w.status.decisions.len(), 1);
     assert_eq!(w.status.decisions[0].attempt, 1);
@@ -462,7 +483,7 @@ fn unknown_decision_is_reported_and_ignored() {
     w.decision = Some("yolo".into());
     let p = w.step(t(2.0));
     assert_eq!(p.create, None);
-    assert_eq!(p.remove_annotation, None);
+    assert!(p.remove_annotations.is_empty());
     assert_eq!(w.phase(), Phase::WaitingForDecision);
     assert!(
         w.status
@@ -486,7 +507,7 @@ fn decision_annotation_left_after_a_crash_is_removed_not_reapplied() {
         p.create, None,
         "never act while the annotation is still there"
     );
-    assert_eq!(p.remove_annotation, Some(ANNOTATION_DECISION));
+    assert!(p.removes(ANNOTATION_DECISION));
     assert_eq!(w.status.decisions.len(), 1, "not recorded twice");
     let p = w.step(t(3.1));
     assert_eq!(
@@ -504,7 +525,7 @@ fn decision_annotation_when_nothing_to_decide_is_removed_with_a_warning() {
     w.step(t(0.0));
     w.decision = Some("retry".into());
     let p = w.step(t(1.0));
-    assert_eq!(p.remove_annotation, Some(ANNOTATION_DECISION));
+    assert!(p.removes(ANNOTATION_DECISION));
     assert!(p.events.iter().any(|e| e.reason == "DecisionIgnored"));
     assert!(w.status.decisions.is_empty());
 }
@@ -518,6 +539,7 @@ fn adopts_a_job_created_before_a_lost_status_write() {
             name: "rel-migrate-a-1".into(),
             created_at: Some(t(0.0)),
             state: JobState::Running,
+            decision: None,
         },
     );
     let p = w.step(t(1.0));
@@ -579,7 +601,7 @@ fn manual_intervention_waits_then_approved_or_rejected() {
     );
     w.approval = Some("approved".into());
     let p = w.step(t(2.0));
-    assert_eq!(p.remove_annotation, Some(ANNOTATION_APPROVAL));
+    assert!(p.removes(ANNOTATION_APPROVAL));
     assert_eq!(w.phase(), Phase::Succeeded);
     assert_eq!(w.status.approval.as_ref().unwrap().decided_at, t(2.0));
 
@@ -618,6 +640,205 @@ fn backoff_jitter_and_cap_shape_the_schedule() {
     assert_eq!(waits, vec![2, 6, 10]);
 }
 
+#[test]
+fn a_retry_decision_runs_exactly_one_more_attempt_whatever_retry_on_says() {
+    let policy = RetryPolicy {
+        limit: 3,
+        delay_seconds: 0,
+        retry_on: Some(RetryOn {
+            exit_codes: vec![75],
+            reasons: vec![],
+        }),
+        ..Default::default()
+    };
+    let mut w = World::new(spec(&["a"], Some(policy), true));
+    w.step(t(0.0));
+    // Exit 1 is not retryable: wait for a decision.
+    w.finish("a", 1, failed(1));
+    w.step(t(1.0));
+    assert_eq!(w.phase(), Phase::WaitingForDecision);
+    w.decision = Some("retry".into());
+    w.step(t(2.0));
+    let p = w.step(t(2.1));
+    assert_eq!(
+        p.create,
+        Some(CreateJob {
+            action: 0,
+            attempt: 2
+        })
+    );
+    // Attempt 2 exits 75, which retryOn matches: still no automatic retry.
+    w.finish("a", 2, failed(75));
+    for later in [3.0, 4.0, 60.0] {
+        let p = w.step(t(later));
+        assert_eq!(p.create, None, "at {later}");
+        assert_eq!(w.phase(), Phase::WaitingForDecision);
+    }
+    assert_eq!(w.created.len(), 2);
+}
+
+#[test]
+fn an_approval_on_a_run_step_is_removed_with_a_warning() {
+    let mut w = World::new(spec(&["a"], None, false));
+    w.approval = Some("approved".into());
+    let p = w.step(t(0.0));
+    assert!(p.removes(ANNOTATION_APPROVAL));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "ApprovalIgnored" && e.warning)
+    );
+    assert!(w.status.approval.is_none());
+}
+
+#[test]
+fn a_wiped_status_is_rebuilt_with_its_decisions_and_no_job_runs() {
+    let mut w = exhaust_guided();
+    w.decision = Some("ignore".into());
+    let p = w.step(t(2.0));
+    assert_eq!(
+        p.record_decisions.len(),
+        1,
+        "recorded on the failed attempt's Job"
+    );
+    assert_eq!(p.record_decisions[0].job, "rel-migrate-a-1");
+    w.step(t(2.1));
+    w.finish("b", 1, ok());
+    w.step(t(3.0));
+    assert_eq!(w.phase(), Phase::Succeeded);
+    let before = w.status.clone();
+    // A backup restored without status.
+    w.status = StepStatus::default();
+    let p = w.step(t(10.0));
+    assert_eq!(p.create, None, "no Job runs again");
+    assert!(p.record_decisions.is_empty());
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.status.actions[0].phase, ActionPhase::Ignored);
+    assert_eq!(w.status.decisions, before.decisions);
+    assert_eq!(w.status.message, before.message);
+}
+
+#[test]
+fn a_wiped_approval_is_rebuilt_from_the_step() {
+    let mut s = spec(&[], None, false);
+    s.type_ = StepType::ManualIntervention;
+    let mut w = World::new(s);
+    w.step(t(0.0));
+    w.approval = Some("approved".into());
+    let p = w.step(t(1.0));
+    assert!(p.record_approval.is_some());
+    assert_eq!(w.phase(), Phase::Succeeded);
+    let before = w.status.approval.clone();
+    w.status = StepStatus::default();
+    let p = w.step(t(5.0));
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(w.status.approval, before);
+    assert!(p.record_approval.is_none());
+    assert!(
+        p.events.iter().all(|e| e.reason != "Approved"),
+        "{:?}",
+        p.events
+    );
+}
+
+fn foreign_job(name: &str) -> ForeignJob {
+    ForeignJob {
+        name: name.into(),
+        owner: Some(Owner {
+            kind: "Step".into(),
+            name: STEP.into(),
+            uid: "uid-old".into(),
+        }),
+    }
+}
+
+#[test]
+fn a_foreign_job_is_never_an_attempt_and_is_waited_for() {
+    let mut w = World::new(spec(&["a"], retries(3, 1), false));
+    w.foreign
+        .insert(("a".into(), 1), foreign_job("rel-migrate-a-1"));
+    let p = w.step(t(0.0));
+    assert_eq!(p.create, None);
+    assert_eq!(w.phase(), Phase::Running);
+    assert!(w.status.actions[0].attempts.is_empty(), "not an attempt");
+    let msg = w.status.message.clone().unwrap();
+    assert!(
+        msg.contains(
+            "Job rel-migrate-a-1 already exists and is owned by Step rel-migrate (uid uid-old)"
+        ),
+        "{msg}"
+    );
+    let e = p
+        .events
+        .iter()
+        .find(|e| e.reason == "JobNameTaken")
+        .unwrap();
+    assert!(e.warning);
+    assert!(p.requeue_at.is_some_and(|at| at > t(0.0)));
+    // Still there a moment later: no new Event, no JobDeleted.
+    let p = w.step(t(1.0));
+    assert!(p.events.is_empty(), "{:?}", p.events);
+    // Gone: attempt 1 starts.
+    w.foreign.clear();
+    let p = w.step(t(2.0));
+    assert_eq!(
+        p.create,
+        Some(CreateJob {
+            action: 0,
+            attempt: 1
+        })
+    );
+}
+
+#[test]
+fn a_running_attempt_under_a_foreign_job_is_dropped_not_job_deleted() {
+    let mut w = World::new(spec(&["a"], retries(3, 1), false));
+    w.step(t(0.0));
+    // The status says attempt 1 runs, but the Job under its name is not ours.
+    w.jobs.clear();
+    w.foreign
+        .insert(("a".into(), 1), foreign_job("rel-migrate-a-1"));
+    let p = w.step(t(1.0));
+    assert_eq!(p.create, None);
+    assert!(w.status.actions[0].attempts.is_empty());
+    assert!(p.events.iter().all(|e| e.reason != "AttemptFailed"));
+}
+
+#[test]
+fn a_refused_create_waits_with_the_servers_words_and_counts_nothing() {
+    let mut w = World::new(spec(&["a"], retries(0, 1), false));
+    w.refused = Some(Refused {
+        action: "a".into(),
+        attempt: 1,
+        message: "jobs.batch \"x\" is forbidden: exceeded quota: q".into(),
+        retry_at: t(4.0),
+    });
+    let p = w.step(t(0.0));
+    assert_eq!(p.create, None);
+    assert_eq!(w.phase(), Phase::Running);
+    assert_eq!(p.requeue_at, Some(t(4.0)));
+    assert!(w.status.actions[0].attempts.is_empty());
+    let msg = w.status.message.clone().unwrap();
+    assert!(
+        msg.contains("exceeded quota: q") && msg.contains("trying again at"),
+        "{msg}"
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "JobCreateFailed" && e.warning)
+    );
+    w.refused = None;
+    let p = w.step(t(4.0));
+    assert_eq!(
+        p.create,
+        Some(CreateJob {
+            action: 0,
+            attempt: 1
+        })
+    );
+}
+
 // --- properties ---------------------------------------------------------------
 
 /// A script: for each action, how many attempts fail before one succeeds.
@@ -643,14 +864,12 @@ proptest! {
         for _ in 0..400 {
             let before = w.status.clone();
             let decision_before = w.decision.clone();
+            let jobs_before = w.jobs.clone();
             let p = w.step(now);
             // Same observation, same plan.
             let mut again = World::new(w.spec.clone());
             again.status = before;
-            again.jobs = w.jobs.clone();
-            if let Some(c) = p.create {
-                again.jobs.remove(&(names[c.action].clone(), c.attempt));
-            }
+            again.jobs = jobs_before;
             again.decision = decision_before;
             prop_assert_eq!(again.plan(now), p.clone());
 
@@ -690,6 +909,14 @@ proptest! {
             }
         }
         prop_assert!(w.phase().is_terminal(), "did not finish: {:?}", w.status);
+        // A Succeeded step is never planned again.
+        if w.phase() == Phase::Succeeded {
+            for later in 0..20 {
+                let p = w.step(now + SignedDuration::from_secs(later * 60));
+                prop_assert_eq!(p.create, None);
+                prop_assert_eq!(w.phase(), Phase::Succeeded);
+            }
+        }
         for (i, n) in names.iter().enumerate() {
             let attempts = w.created.iter().filter(|(a, _, _)| a == n).count() as u32;
             let decisions = w.status.decisions.iter().filter(|d| &d.action == n).count() as u32;
@@ -704,6 +931,41 @@ proptest! {
             prop_assert_eq!(w.phase() == Phase::Succeeded, expect_success);
         } else {
             prop_assert_eq!(w.phase(), Phase::Succeeded, "every guided failure was answered retry");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever foreign Jobs hold the names, none of them is ever an attempt,
+    /// reported failed, or created over.
+    #[test]
+    fn a_foreign_job_is_never_an_attempt(held in prop::collection::btree_set((0usize..3, 1u32..4), 0..6), fails in 0u32..3) {
+        let names = ["a0", "a1", "a2"];
+        let mut w = World::new(spec(&names, retries(3, 0), false));
+        for (a, k) in &held {
+            let job = crate::jobs::job_name(STEP, names[*a], *k);
+            w.foreign.insert((names[*a].to_string(), *k), foreign_job(&job));
+        }
+        let mut now = t(0.0);
+        for _ in 0..60 {
+            let p = w.step(now);
+            if let Some(c) = p.create {
+                prop_assert!(!w.foreign.contains_key(&(names[c.action].to_string(), c.attempt)));
+            }
+            prop_assert!(p.events.iter().all(|e| !e.note.contains("was deleted")));
+            for a in &w.status.actions {
+                for at in &a.attempts {
+                    prop_assert!(!w.foreign.contains_key(&(a.name.clone(), at.number)), "{:?}", at);
+                }
+            }
+            let running: Vec<AttemptKey> = w.jobs.iter().filter(|(_, j)| j.state == JobState::Running).map(|(k, _)| k.clone()).collect();
+            for (action, attempt) in running {
+                let state = if attempt > fails { ok() } else { failed(1) };
+                w.finish(&action, attempt, state);
+            }
+            now += SignedDuration::from_secs(1);
         }
     }
 }

@@ -1,0 +1,250 @@
+//! Decisions, approvals and retry schedules that hold (issue 12): a manual
+//! retry is one attempt, annotations are never lost or ignored silently,
+//! decisions survive a status wipe, status stays small, jitter keeps to the
+//! cap. Each test has its own namespace and operator.
+
+mod common;
+
+use std::time::Duration;
+
+use common::manifests::{action, release};
+use common::operator::setup;
+use common::release::wait_phase;
+use common::{TestNamespace, wait_for};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use stepwise::api::{
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, Decision, Deployment, Phase, Step,
+};
+
+const LONG: Duration = Duration::from_secs(90);
+
+async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
+    let api: Api<Deployment> = ns.api();
+    api.create(&PostParams::default(), d)
+        .await
+        .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
+    api
+}
+
+async fn jobs(ns: &TestNamespace) -> Vec<Job> {
+    let api: Api<Job> = ns.api();
+    api.list(&ListParams::default())
+        .await
+        .expect("list jobs")
+        .items
+}
+
+/// The operator's Events as (type, reason, note).
+async fn events(ns: &TestNamespace) -> Vec<(String, String, String)> {
+    let api: Api<Event> = ns.api();
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("stepwise"))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_warning(ns: &TestNamespace, reason: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let all = events(ns).await;
+        if let Some(e) = all.iter().find(|e| e.0 == "Warning" && e.1 == reason) {
+            return e.2.clone();
+        }
+        if started.elapsed() > LONG {
+            panic!("no Warning Event {reason} within {LONG:?}; seen: {all:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn annotate<K>(api: &Api<K>, name: &str, key: &str, value: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({ "metadata": { "annotations": { key: value } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("annotating {name}: {e}"));
+}
+
+fn attempts(s: &Step) -> usize {
+    s.status
+        .as_ref()
+        .map_or(0, |st| st.actions.first().map_or(0, |a| a.attempts.len()))
+}
+
+/// Case 7: with `retryOn` matching 75/JobDeleted, attempt 1 fails with 1
+/// (not retryable: a decision is awaited); `retry` runs attempt 2, which
+/// fails with a retryable reason: the step waits for a decision again
+/// instead of retrying on its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_retry_runs_exactly_one_more_attempt() {
+    let (ns, op) = setup("manual-retry").await;
+    let api = create(
+        &ns,
+        &release(
+            "rel",
+            json!({ "guidedFailure": true, "steps": [{ "name": "s",
+                "retries": { "limit": 3, "delaySeconds": 1,
+                             "retryOn": { "exitCodes": [75, 143], "reasons": ["JobDeleted"] } },
+                "actions": [action("a", &[("duration", "6s"), ("fail-attempts", "1")])] }]}),
+        ),
+    )
+    .await;
+    let steps: Api<Step> = ns.api();
+    wait_phase(&steps, "rel-s", Phase::WaitingForDecision).await;
+    annotate(&steps, "rel-s", ANNOTATION_DECISION, "retry").await;
+    // Attempt 2 runs; it is made to fail with a reason retryOn matches.
+    let job_api: Api<Job> = ns.api();
+    wait_for(&job_api, "rel-s-a-2", LONG, "attempt 2's Job", |_| true).await;
+    job_api
+        .delete("rel-s-a-2", &DeleteParams::background())
+        .await
+        .expect("delete attempt 2's Job");
+    let waiting = wait_for(
+        &steps,
+        "rel-s",
+        LONG,
+        "a decision awaited again after attempt 2",
+        |s: &Step| {
+            s.status.as_ref().and_then(|st| st.phase) == Some(Phase::WaitingForDecision)
+                && attempts(s) == 2
+        },
+    )
+    .await;
+    let st = waiting.status.unwrap();
+    assert_eq!(st.actions[0].phase, ActionPhase::WaitingForDecision);
+    // Nothing more runs on its own (the retry delay is 1 s: three of them pass).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let names: Vec<String> = jobs(&ns).await.iter().map(|j| j.name_any()).collect();
+    assert!(
+        !names.iter().any(|n| n == "rel-s-a-3"),
+        "an automatic retry after a manual one: {names:?}"
+    );
+    assert_eq!(attempts(&steps.get("rel-s").await.unwrap()), 2);
+    annotate(&steps, "rel-s", ANNOTATION_DECISION, "abort").await;
+    wait_phase(&api, "rel", Phase::Failed).await;
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// Case 9: the delay with jitter never exceeds `maxDelaySeconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn jitter_never_exceeds_max_delay() {
+    let (ns, op) = setup("jitter-cap").await;
+    let api = create(
+        &ns,
+        &release(
+            "rel",
+            json!({ "steps": [{ "name": "s",
+                "retries": { "limit": 2, "delaySeconds": 2, "maxDelaySeconds": 2, "jitterPercent": 100 },
+                "actions": [action("a", &[("fail-attempts", "1,2")])] }]}),
+        ),
+    )
+    .await;
+    let steps: Api<Step> = ns.api();
+    let retrying = wait_phase(&steps, "rel-s", Phase::Retrying).await;
+    let a = &retrying.status.as_ref().unwrap().actions[0];
+    let seen = a.attempts[0].failure_seen_at.expect("failure time");
+    let next = a.next_attempt_at.expect("next attempt time");
+    assert!(
+        next.duration_since(seen) <= jiff::SignedDuration::from_secs(2),
+        "retry scheduled {} after the failure, over maxDelaySeconds 2",
+        next.duration_since(seen)
+    );
+    wait_phase(&api, "rel", Phase::Succeeded).await;
+    let st = steps.get("rel-s").await.unwrap().status.unwrap();
+    let at = &st.actions[0].attempts;
+    assert_eq!(at.len(), 3);
+    for pair in at.windows(2) {
+        let gap = pair[1]
+            .started_at
+            .unwrap()
+            .duration_since(pair[0].failure_seen_at.unwrap());
+        // It waited at least its delay.
+        assert!(gap >= jiff::SignedDuration::from_secs(2), "{gap}");
+    }
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// Case 8: an approval on a Run step is removed with a Warning Event; a
+/// decision or approval put on the Deployment reaches its waiting step.
+#[tokio::test(flavor = "multi_thread")]
+async fn annotations_are_never_ignored_silently() {
+    let (ns, op) = setup("annotations").await;
+    let api = create(
+        &ns,
+        &release(
+            "rel",
+            json!({ "guidedFailure": true, "steps": [
+                { "name": "s", "retries": { "limit": 0 },
+                  "actions": [action("a", &[("fail-attempts", "1")])] },
+                { "name": "gate", "type": "ManualIntervention" },
+            ]}),
+        ),
+    )
+    .await;
+    let steps: Api<Step> = ns.api();
+    wait_phase(&steps, "rel-s", Phase::WaitingForDecision).await;
+    // An approval on a Run step means nothing: removed, with a warning.
+    annotate(&steps, "rel-s", ANNOTATION_APPROVAL, "approved").await;
+    wait_for(&steps, "rel-s", LONG, "the approval removed", |s: &Step| {
+        !s.annotations().contains_key(ANNOTATION_APPROVAL)
+    })
+    .await;
+    let note = wait_warning(&ns, "ApprovalIgnored").await;
+    assert!(note.contains(ANNOTATION_APPROVAL), "{note}");
+    // A decision on the Deployment goes to its waiting step.
+    annotate(&api, "rel", ANNOTATION_DECISION, "retry").await;
+    wait_phase(&steps, "rel-gate", Phase::WaitingForApproval).await;
+    let s = steps.get("rel-s").await.unwrap().status.unwrap();
+    assert_eq!(
+        s.decisions.iter().map(|d| d.decision).collect::<Vec<_>>(),
+        vec![Decision::Retry]
+    );
+    wait_for(
+        &api,
+        "rel",
+        LONG,
+        "the Deployment's decision removed",
+        |d: &Deployment| !d.annotations().contains_key(ANNOTATION_DECISION),
+    )
+    .await;
+    // So does an approval.
+    annotate(&api, "rel", ANNOTATION_APPROVAL, "approved").await;
+    let done = wait_phase(&api, "rel", Phase::Succeeded).await;
+    assert!(!done.annotations().contains_key(ANNOTATION_APPROVAL));
+    // A decision on a Deployment with nothing waiting: removed with a warning.
+    annotate(&api, "rel", ANNOTATION_DECISION, "abort").await;
+    let gone = wait_for(
+        &api,
+        "rel",
+        LONG,
+        "the stray decision removed",
+        |d: &Deployment| !d.annotations().contains_key(ANNOTATION_DECISION),
+    )
+    .await;
+    assert_eq!(gone.status.unwrap().phase, Some(Phase::Succeeded));
+    let warned = events(&ns)
+        .await
+        .into_iter()
+        .any(|e| e.0 == "Warning" && e.1 == "DecisionIgnored" && e.2.contains("abort"));
+    assert!(warned, "{:?}", events(&ns).await);
+    drop(op);
+    ns.cleanup().await;
+}
