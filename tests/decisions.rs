@@ -248,3 +248,95 @@ async fn annotations_are_never_ignored_silently() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// Wipes an object's status the way a restore without status leaves it.
+async fn wipe_status<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let clear = json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": {} });
+    api.patch_status(
+        name,
+        &PatchParams::apply("someone-else").force(),
+        &Patch::Apply(&clear),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("clearing {name}: {e}"));
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": null })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("wiping {name}: {e}"));
+}
+
+/// What a Step's status says that a wipe must not change.
+fn reading(s: &Step) -> String {
+    let st = s.status.clone().unwrap_or_default();
+    let actions: Vec<_> = st
+        .actions
+        .iter()
+        .map(|a| (a.name.clone(), a.phase, a.attempts.len()))
+        .collect();
+    let decisions: Vec<_> = st
+        .decisions
+        .iter()
+        .map(|d| (d.action.clone(), d.attempt, d.decision, d.decided_at))
+        .collect();
+    format!(
+        "{:?} {actions:?} {decisions:?} {:?}",
+        st.phase,
+        st.approval.map(|a| (a.approval, a.decided_at))
+    )
+}
+
+/// Case 5: decisions and approvals survive a status wipe: every Step reads
+/// as before and no Job runs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_and_approvals_survive_a_status_wipe() {
+    let (ns, op) = setup("wiped").await;
+    let api = create(
+        &ns,
+        &release(
+            "rel",
+            json!({ "guidedFailure": true, "steps": [
+                { "name": "s", "retries": { "limit": 0 },
+                  "actions": [action("a", &[("exit-code", "3")]), action("b", &[])] },
+                { "name": "gate", "type": "ManualIntervention" },
+                { "name": "after", "actions": [action("c", &[])] },
+            ]}),
+        ),
+    )
+    .await;
+    let steps: Api<Step> = ns.api();
+    wait_phase(&steps, "rel-s", Phase::WaitingForDecision).await;
+    annotate(&steps, "rel-s", ANNOTATION_DECISION, "ignore").await;
+    wait_phase(&steps, "rel-gate", Phase::WaitingForApproval).await;
+    annotate(&steps, "rel-gate", ANNOTATION_APPROVAL, "approved").await;
+    wait_phase(&api, "rel", Phase::Succeeded).await;
+    let names = ["rel-s", "rel-gate", "rel-after"];
+    let mut before = Vec::new();
+    for n in names {
+        before.push(reading(&steps.get(n).await.unwrap()));
+    }
+    let jobs_before = jobs(&ns).await.len();
+    assert_eq!(jobs_before, 3);
+
+    for n in names {
+        wipe_status(&steps, n).await;
+    }
+    wipe_status(&api, "rel").await;
+    for (n, was) in names.iter().zip(&before) {
+        wait_for(&steps, n, LONG, "the Step to read as before", |s: &Step| {
+            reading(s) == *was
+        })
+        .await;
+    }
+    wait_phase(&api, "rel", Phase::Succeeded).await;
+    assert_eq!(jobs(&ns).await.len(), jobs_before, "a Job ran again");
+    let s = steps.get("rel-s").await.unwrap().status.unwrap();
+    assert_eq!(s.actions[0].phase, ActionPhase::Ignored);
+    drop(op);
+    ns.cleanup().await;
+}

@@ -485,3 +485,63 @@ async fn a_job_quota_is_waited_out_not_a_failure() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// Case 3, within one Deployment: step `db` + action `seed-users` and step
+/// `db-seed` + action `users` would share Job names: the release is refused
+/// before anything runs, naming both; a shortened name is a DNS label.
+#[tokio::test(flavor = "multi_thread")]
+async fn job_names_that_would_clash_are_refused_naming_both() {
+    let (ns, op) = setup("job-clash").await;
+    let api = create(
+        &ns,
+        &release(
+            "shop",
+            json!({ "steps": [
+                { "name": "db", "actions": [action("seed-users", &[])] },
+                { "name": "db-seed", "actions": [action("users", &[])] },
+            ]}),
+        ),
+    )
+    .await;
+    let failed = wait_phase(&api, "shop", Phase::Failed).await;
+    let status = failed.status.unwrap();
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ct::STALLED)
+        .unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "JobNamesClash")
+    );
+    for part in ["step db action seed-users", "step db-seed action users"] {
+        assert!(stalled.message.contains(part), "{}", stalled.message);
+    }
+    let steps: Api<Step> = ns.api();
+    assert!(
+        steps
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(job_names(&ns).await.is_empty());
+
+    // A name that needs shortening, from a Deployment name with dots.
+    let long = format!("rel.{}", "x".repeat(40));
+    let api = create(
+        &ns,
+        &release(
+            &long,
+            json!({ "steps": [{ "name": "s", "actions": [action("a-rather-long-action", &[])] }]}),
+        ),
+    )
+    .await;
+    wait_phase(&api, &long, Phase::Succeeded).await;
+    let names = job_names(&ns).await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(stepwise::jobs::is_dns_label(&names[0]), "{}", names[0]);
+    drop(op);
+    ns.cleanup().await;
+}

@@ -193,7 +193,10 @@ pub async fn run(
             // A Step deleted by hand is created again.
             Some(watcher::Event::Delete(s)) => Some(s),
             Some(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let asks = (s.metadata.generation, s.annotations(), s.status.is_none());
+                // "Gone" includes the CRD's default `{observedGeneration: -1}`
+                // that the API server puts in place of a wiped status.
+                let gone = s.status.as_ref().and_then(|st| st.phase).is_none();
+                let asks = (s.metadata.generation, s.annotations(), gone);
                 if asked.changed(&s, asks)
                     && let Some(ns) = s.namespace()
                 {
@@ -232,7 +235,8 @@ pub async fn run(
                 None
             }
             Some(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => Some(d).filter(|d| {
-                let asks = (d.metadata.generation, d.annotations(), d.status.is_none());
+                let gone = d.status.as_ref().and_then(|st| st.phase).is_none();
+                let asks = (d.metadata.generation, d.annotations(), gone);
                 deployment_asked.changed(d, asks)
             }),
             _ => None,

@@ -13,6 +13,7 @@
 //! | missing, recorded Succeeded | stays Succeeded, never created again; Warning `StepDeleted` |
 //! | taken by another Deployment | Failed, Stalled=True (`StepNameTaken`), naming the Step    |
 //! | taken otherwise (an old owner, none) | Running, waiting until it is gone; never adopted  |
+//! | (any) two steps' actions would share Job names | Failed, Stalled=True (`JobNamesClash`), naming both; no Step is created |
 //!
 //! A release that the status records as Succeeded or Failed is final: its
 //! phase, message and conditions stay as they are whatever happens to its
@@ -213,7 +214,18 @@ pub fn plan(
             recheck: false,
         };
     }
-    let walked = walk(spec, name, &slots, &mut summaries);
+    let walked = match clash::job_name_clash(spec) {
+        // Refused before any Step runs: the release cannot work as written.
+        Some(c) => Walked {
+            phase: Phase::Failed,
+            reason: "JobNamesClash",
+            message: c.message(),
+            current: None,
+            create_step: None,
+            recheck: false,
+        },
+        None => walk(spec, name, &slots, &mut summaries),
+    };
     finish(
         spec, generation, previous, walked, &slots, summaries, events, now,
     )
@@ -361,8 +373,8 @@ fn finish(
             PlannedEvent::warning("DeploymentFailed", message.clone())
         });
     }
-    if w.reason == "StepNameTaken" && previous.phase != Some(phase) {
-        events.push(PlannedEvent::warning("StepNameTaken", message.clone()));
+    if matches!(w.reason, "StepNameTaken" | "JobNamesClash") && previous.phase != Some(phase) {
+        events.push(PlannedEvent::warning(w.reason, message.clone()));
     }
     let waiting = phase == Phase::WaitingForDecision;
     let health = Health {
@@ -405,6 +417,8 @@ fn finish(
         recheck: w.recheck,
     }
 }
+
+mod clash;
 
 #[cfg(test)]
 mod tests;
