@@ -163,9 +163,9 @@ impl Default for Metrics {
         // As controller-runtime does: the series exist at 0 from the start, so
         // `rate()` alerts on errors work before the first one happens.
         for controller in CONTROLLERS {
-            reconcile_errors.get_or_create(&ControllerLabel { controller });
+            drop(reconcile_errors.get_or_create(&ControllerLabel { controller }));
             for result in RESULTS {
-                reconcile_total.get_or_create(&ReconcileLabels { controller, result });
+                drop(reconcile_total.get_or_create(&ReconcileLabels { controller, result }));
             }
         }
         Self {
