@@ -340,3 +340,91 @@ async fn decisions_and_approvals_survive_a_status_wipe() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// Case 6: a long history keeps the Step's status small: the latest
+/// attempts listed, the earlier ones summed up, the decisions bounded, and
+/// every decision still recorded (on its Job) with its annotation removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_history_keeps_status_small() {
+    let (ns, op) = setup("long-history").await;
+    create(
+        &ns,
+        &release(
+            "rel",
+            json!({ "guidedFailure": true, "steps": [{ "name": "s",
+                "retries": { "limit": 10, "delaySeconds": 0 },
+                "actions": [action("a", &[("exit-code", "1")])] }]}),
+        ),
+    )
+    .await;
+    let steps: Api<Step> = ns.api();
+    let decided = |s: &Step| {
+        s.status.as_ref().map_or(0, |st| {
+            st.decisions.len() as u32 + st.earlier_decisions.as_ref().map_or(0, |e| e.count)
+        })
+    };
+    let asks = |s: &Step, n: u32| {
+        s.status.as_ref().is_some_and(|st| {
+            st.message
+                .as_deref()
+                .is_some_and(|m| m.contains("waiting for a decision"))
+        }) && decided(s) == n
+            && !s.annotations().contains_key(ANNOTATION_DECISION)
+    };
+    const RETRIES: u32 = 25;
+    for n in 0..RETRIES {
+        wait_for(
+            &steps,
+            "rel-s",
+            LONG,
+            &format!("a decision awaited after {n} retries"),
+            |s: &Step| asks(s, n),
+        )
+        .await;
+        annotate(&steps, "rel-s", ANNOTATION_DECISION, "retry").await;
+    }
+    let last = wait_for(
+        &steps,
+        "rel-s",
+        LONG,
+        "the last retry failed too",
+        |s: &Step| asks(s, RETRIES),
+    )
+    .await;
+    let st = last.status.clone().unwrap();
+    let a = &st.actions[0];
+    let total = 11 + RETRIES;
+    assert!(
+        a.attempts.len() <= 5,
+        "{} attempts listed",
+        a.attempts.len()
+    );
+    assert_eq!(
+        a.earlier_attempts.unwrap_or(0) + a.attempts.len() as u32,
+        total
+    );
+    assert_eq!(a.attempts.last().unwrap().number, total);
+    assert!(
+        st.decisions.len() <= 22,
+        "{} decisions listed",
+        st.decisions.len()
+    );
+    assert!(st.earlier_decisions.is_some());
+    let recorded = jobs(&ns)
+        .await
+        .iter()
+        .filter(|j| {
+            j.annotations()
+                .contains_key("stepwise.dev/recorded-decision")
+        })
+        .count();
+    assert_eq!(
+        recorded as u32, RETRIES,
+        "every decision recorded on its Job"
+    );
+    assert_eq!(jobs(&ns).await.len() as u32, total);
+    let bytes = serde_json::to_vec(&st).unwrap().len();
+    assert!(bytes < 64 * 1024, "status is {bytes} bytes");
+    drop(op);
+    ns.cleanup().await;
+}

@@ -9,8 +9,8 @@ mod step;
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
 pub use retry::{RetryOn, RetryPolicy};
 pub use status::{
-    ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord, Outcome,
-    Phase, StepStatus, condition_types,
+    ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord,
+    EarlierDecisions, Outcome, Phase, StepStatus, condition_types,
 };
 pub use step::{Action, Approval, Step, StepSpec, StepType};
 

@@ -115,6 +115,21 @@ pub struct ActionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub next_attempt_at: Option<Timestamp>,
+    /// Attempts 1 to this number failed and are no longer listed one by one
+    /// (status keeps the latest attempts only; their Jobs tell the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_attempts: Option<u32>,
+}
+
+/// Decisions no longer listed one by one (the oldest), summed up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EarlierDecisions {
+    /// How many.
+    pub count: u32,
+    /// The latest of them was taken then.
+    #[schemars(with = "String")]
+    pub through: Timestamp,
 }
 
 /// A person's decision on an action whose retries ran out.
@@ -196,9 +211,13 @@ pub struct StepStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionStatus>,
-    /// Guided-failure decisions applied, oldest first.
+    /// Guided-failure decisions applied, oldest first (the latest ones, and
+    /// those the step still acts on; each is also recorded on its Job).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<DecisionRecord>,
+    /// Older decisions, summed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_decisions: Option<EarlierDecisions>,
     /// The answer to a ManualIntervention step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,

@@ -332,13 +332,16 @@ fn count(
             _ => {}
         }
     }
-    for d in planned
-        .status
-        .decisions
-        .iter()
-        .skip(previous.decisions.len())
-    {
-        m.decision(d.decision);
+    // New decisions (the list is bounded: compare by what they answered).
+    for d in planned.status.decisions.iter().filter(|d| {
+        !previous
+            .decisions
+            .iter()
+            .any(|p| p.action == d.action && p.attempt == d.attempt)
+    }) {
+        if planned.events.iter().any(|e| e.reason == "DecisionApplied") {
+            m.decision(d.decision);
+        }
     }
     let succeeded = |s: &StepStatus| {
         s.actions

@@ -365,7 +365,7 @@ fn finish(
     mut events: Vec<PlannedEvent>,
     now: Timestamp,
 ) -> DeploymentPlan {
-    let (phase, message) = (w.phase, w.message);
+    let (phase, message) = (w.phase, super::step::capped(w.message));
     if phase.is_terminal() && previous.phase != Some(phase) {
         events.push(if phase == Phase::Succeeded {
             PlannedEvent::normal("DeploymentSucceeded", message.clone())

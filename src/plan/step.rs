@@ -39,8 +39,10 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+mod bounds;
 mod records;
 
+pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
 pub use records::{JobDecision, RecordDecision};
 
 use super::{Owner, PlannedEvent, clock};
@@ -167,7 +169,11 @@ pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepP
         remove_annotations: Vec::new(),
         requeue_at: None,
         requeue_now: false,
-        decisions: records::merged(&obs.previous.decisions, &obs.jobs),
+        decisions: records::merged(
+            &obs.previous.decisions,
+            obs.previous.earlier_decisions.as_ref(),
+            &obs.jobs,
+        ),
         approval: obs
             .previous
             .approval
@@ -253,6 +259,10 @@ impl Planner<'_, '_> {
                 if *name != action.name {
                     break;
                 }
+                // Summed up in `earlierAttempts` already.
+                if status.earlier_attempts.is_some_and(|n| *number <= n) {
+                    continue;
+                }
                 let idx = match status.attempts.iter().position(|a| a.number == *number) {
                     Some(i) => i,
                     None => {
@@ -294,7 +304,7 @@ impl Planner<'_, '_> {
                             not_before(finished_at.unwrap_or(self.now), attempt.started_at);
                         attempt.reason = Some(reason.clone());
                         attempt.exit_code = *exit_code;
-                        attempt.message = Some(message.clone());
+                        attempt.message = Some(bounds::capped(message.clone()));
                         self.events.push(
                             PlannedEvent::warning(
                                 "AttemptFailed",
@@ -714,7 +724,8 @@ impl Planner<'_, '_> {
             .find(|d| d.action == action && d.decision == decision)
     }
 
-    fn finish(mut self, actions: Vec<ActionStatus>, v: Verdict) -> StepPlan {
+    fn finish(mut self, mut actions: Vec<ActionStatus>, mut v: Verdict) -> StepPlan {
+        v.message = bounds::capped(v.message);
         if v.phase.is_terminal() && self.obs.previous.phase != Some(v.phase) {
             self.events.push(if v.phase == Phase::Succeeded {
                 PlannedEvent::normal("StepSucceeded", v.message.clone())
@@ -744,6 +755,11 @@ impl Planner<'_, '_> {
             message: v.message.clone(),
             guided_failure,
         };
+        // Every decision on its Job before the list is trimmed.
+        let record_decisions = records::unrecorded(&self.decisions, &self.obs.jobs);
+        actions.iter_mut().for_each(bounds::trim_attempts);
+        let mut earlier_decisions = previous.earlier_decisions.clone();
+        bounds::trim_decisions(&mut self.decisions, &mut earlier_decisions, &actions);
         let current = v.current.and_then(|i| actions.get(i));
         let status = StepStatus {
             phase: Some(v.phase),
@@ -754,10 +770,10 @@ impl Planner<'_, '_> {
             next_attempt_at: v.next_attempt_at,
             message: Some(v.message),
             decisions: self.decisions,
+            earlier_decisions,
             approval: self.approval,
             actions,
         };
-        let record_decisions = records::unrecorded(&status.decisions, &self.obs.jobs);
         let record_approval = records::unrecorded_approval(
             status.approval.as_ref(),
             self.obs.recorded_approval.as_ref(),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{AttemptKey, JobView};
-use crate::api::{ApprovalRecord, Decision, DecisionRecord};
+use crate::api::{ApprovalRecord, Decision, DecisionRecord, EarlierDecisions};
 
 /// What a Job's `stepwise.dev/recorded-decision` annotation holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,8 +26,10 @@ pub struct RecordDecision {
 
 /// The decisions in status, plus those only the Jobs still remember,
 /// oldest first.
+/// Those summed up in `earlier` are not listed again.
 pub fn merged(
     previous: &[DecisionRecord],
+    earlier: Option<&EarlierDecisions>,
     jobs: &BTreeMap<AttemptKey, JobView>,
 ) -> Vec<DecisionRecord> {
     let mut out = previous.to_vec();
@@ -36,6 +38,7 @@ pub fn merged(
         if out
             .iter()
             .any(|r| r.action == *action && r.attempt == *attempt)
+            || earlier.is_some_and(|e| d.decided_at <= e.through)
         {
             continue;
         }

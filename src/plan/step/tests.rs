@@ -741,6 +741,102 @@ fn a_wiped_approval_is_rebuilt_from_the_step() {
     );
 }
 
+#[test]
+fn status_stays_small_with_long_histories() {
+    let names: Vec<String> = (0..20).map(|i| format!("action-{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = World::new(spec(&refs, retries(10, 0), true));
+    let long = JobState::Failed {
+        finished_at: None,
+        reason: "Error".into(),
+        exit_code: Some(1),
+        message: "x".repeat(4096),
+        seen_at: None,
+    };
+    let mut now = t(0.0);
+    let mut decisions = 0;
+    for _ in 0..5000 {
+        let p = w.step(now);
+        if w.phase().is_terminal() {
+            break;
+        }
+        let asks = w
+            .status
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("waiting for a decision"));
+        if asks && w.decision.is_none() {
+            // The first action is retried by hand 141 times, then every one is ignored.
+            let first = w.status.current_action.as_deref() == Some(names[0].as_str());
+            w.decision = Some(
+                if first && decisions < 141 {
+                    "retry"
+                } else {
+                    "ignore"
+                }
+                .into(),
+            );
+            decisions += 1;
+        }
+        let running: Vec<AttemptKey> = w
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (action, attempt) in running {
+            w.finish(&action, attempt, long.clone());
+        }
+        now += SignedDuration::from_millis(10);
+        if let Some(due) = p.requeue_at.filter(|d| *d > now) {
+            now = due;
+        }
+    }
+    assert_eq!(w.phase(), Phase::Succeeded, "{:?}", w.status.message);
+    assert!(decisions >= 160, "{decisions}");
+    assert!(w.decision.is_none(), "every decision annotation removed");
+    let bytes = serde_json::to_vec(&w.status).unwrap().len();
+    assert!(bytes < 256 * 1024, "status is {bytes} bytes");
+    // Every decision is still recorded: listed, summed up, and on its Job.
+    let listed = w.status.decisions.len() as u32;
+    let earlier = w.status.earlier_decisions.as_ref().map_or(0, |e| e.count);
+    assert_eq!((listed + earlier) as usize, decisions);
+    assert_eq!(
+        w.jobs.values().filter(|j| j.decision.is_some()).count(),
+        decisions
+    );
+    for a in &w.status.actions {
+        assert!(a.attempts.len() <= ATTEMPTS_KEPT);
+        assert!(
+            a.attempts
+                .iter()
+                .all(|x| x.message.as_ref().is_none_or(|m| m.len() <= MESSAGE_CAP))
+        );
+    }
+    assert_eq!(
+        w.status.actions[0].earlier_attempts,
+        Some(152 - ATTEMPTS_KEPT as u32)
+    );
+    // The same status comes back from the Jobs after a wipe.
+    let before = w.status.clone();
+    w.status = StepStatus::default();
+    let p = w.step(now);
+    assert_eq!(p.create, None);
+    assert_eq!(w.phase(), Phase::Succeeded);
+    assert_eq!(
+        w.status
+            .actions
+            .iter()
+            .map(|a| a.attempts.len())
+            .collect::<Vec<_>>(),
+        before
+            .actions
+            .iter()
+            .map(|a| a.attempts.len())
+            .collect::<Vec<_>>()
+    );
+}
+
 fn foreign_job(name: &str) -> ForeignJob {
     ForeignJob {
         name: name.into(),
@@ -878,7 +974,7 @@ proptest! {
                 prop_assert!(w.created.iter().all(|(a, _, _)| names.iter().position(|n| n == a).unwrap() <= c.action));
                 // Never a Job before its time.
                 if c.attempt > 1 {
-                    let prev = &w.status.actions[c.action].attempts[(c.attempt - 2) as usize];
+                    let prev = w.status.actions[c.action].attempts.iter().find(|a| a.number == c.attempt - 1).expect("the previous attempt is listed");
                     if prev.failure_seen_at.is_some() && w.status.decisions.iter().all(|d| d.attempt != c.attempt - 1) {
                         let due = prev.failure_seen_at.unwrap() + crate::retry::delay_after(&policy, c.attempt - 1, "uid-1", &names[c.action]);
                         prop_assert!(now >= due, "attempt {} at {now} before {due}", c.attempt);
