@@ -436,6 +436,8 @@ list steps.stepwise.dev -A
 watch steps.stepwise.dev -A
 create steps.stepwise.dev -n $ns
 patch steps.stepwise.dev -n $ns
+patch deployments.stepwise.dev -n $ns
+patch jobs.batch -n $ns
 patch deployments.stepwise.dev --subresource=status -n $ns
 patch steps.stepwise.dev --subresource=status -n $ns
 update deployments.stepwise.dev --subresource=finalizers -n $ns
@@ -468,13 +470,12 @@ get secrets -n $NS
 list secrets -A
 list configmaps -A
 update deployments.stepwise.dev -n $ns
-patch deployments.stepwise.dev -n $ns
 delete deployments.stepwise.dev -n $ns
 update steps.stepwise.dev -n $ns
 delete steps.stepwise.dev -n $ns
 update steps.stepwise.dev --subresource=status -n $ns
 delete jobs.batch -n $ns
-patch jobs.batch -n $ns
+update jobs.batch -n $ns
 create pods -n $ns
 delete pods -n $ns
 create pods --subresource=exec -n $ns

@@ -84,11 +84,15 @@ why; keep them in step with what src/controller does against the API.
 - apiGroups: ["stepwise.dev"]
   resources: ["steps"]
   verbs: ["create"]
-# Once the Step controller has acted on a person's guided-failure decision
+# Once the Step controller has recorded a person's guided-failure decision
 # or approval, it removes the stepwise.dev/guided-failure-decision or
-# stepwise.dev/approval annotation from the Step with a merge patch.
+# stepwise.dev/approval annotation (a JSON patch that tests the value read)
+# and records an approval as stepwise.dev/recorded-approval. The Deployment
+# controller passes those annotations from a Deployment to its waiting Step
+# and removes them from the Deployment the same way. Metadata only: specs
+# are immutable.
 - apiGroups: ["stepwise.dev"]
-  resources: ["steps"]
+  resources: ["deployments", "steps"]
   verbs: ["patch"]
 # Both controllers report phase, conditions and observedGeneration by
 # server-side apply (a patch) of the status subresource; they never change
@@ -105,11 +109,14 @@ why; keep them in step with what src/controller does against the API.
   verbs: ["update"]
 # The Step controller runs each action attempt as a Job, watches the Jobs
 # it labelled to learn their outcome, and gets a Job that its cache does not
-# hold yet before calling it lost. It never updates or deletes a Job (they
-# go with their Step through garbage collection).
+# hold yet before calling it lost (or to see who owns one under its name).
+# It patches one annotation onto a failed attempt's Job: the decision that
+# answered it (stepwise.dev/recorded-decision), so a status wipe cannot lose
+# it. It never deletes a Job (they go with their Step through garbage
+# collection).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Read only: the Step controller watches the pods of its Jobs to report why
 # an attempt failed (exit code, reason) and when a failure was first seen.
 - apiGroups: [""]
