@@ -190,7 +190,8 @@ pub async fn run(
     let (mut asked, mut mirrored) = (Changes::default(), Changes::default());
     let wake_deployments = step_events.filter_map(move |event| {
         let woken = match logged(event) {
-            // A Step deleted by hand is created again.
+            // A Step deleted by hand: its Deployment creates it again unless
+            // its step had finished (then it only notes the deletion).
             Some(watcher::Event::Delete(s)) => Some(s),
             Some(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
                 // "Gone" includes the CRD's default `{observedGeneration: -1}`
