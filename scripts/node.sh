@@ -19,7 +19,8 @@
 # tests are unaffected. Images: stepwise.local/pause:1 (the sandbox) and
 # stepwise.local/busybox:<busybox version> (see `node.sh status`), built
 # here without a container engine; every other pull fails at once (it is
-# sent to a closed port on 127.0.0.1). Pods get a network of their own
+# sent to a closed port on 127.0.0.1, through containerd's proxy variables,
+# with no DNS query). Pods get a network of their own
 # (a bridge with no host address, 169.254.123.0/24): they reach nothing but
 # themselves; use hostNetwork to reach the API server on 127.0.0.1.
 #
@@ -64,6 +65,7 @@ LABEL_VALUE="real"
 PAUSE_IMAGE="stepwise.local/pause:1"
 # A closed port: every pull not served locally fails at once, with no DNS query.
 NO_REGISTRY="https://127.0.0.1:1"
+NO_REGISTRY_PROXY="http://127.0.0.1:1"
 # The kubelet's device-plugin socket is a fixed path (not under its root dir).
 DEVICE_PLUGINS=/var/lib/kubelet/device-plugins
 
@@ -561,7 +563,12 @@ cmd_up() {
   make_cgroups
   t_pkg="$(now_ms)"
 
-  start_daemon containerd containerd --config "$CTRD/config.toml"
+  # containerd 1.6 ignores certs.d/_default (1.7 reads it): a proxy on the
+  # closed port makes every pull fail there, before any name is looked up.
+  start_daemon containerd env -u NO_PROXY -u no_proxy -u ALL_PROXY -u all_proxy \
+    HTTPS_PROXY="$NO_REGISTRY_PROXY" HTTP_PROXY="$NO_REGISTRY_PROXY" \
+    https_proxy="$NO_REGISTRY_PROXY" http_proxy="$NO_REGISTRY_PROXY" \
+    containerd --config "$CTRD/config.toml"
   wait_for "containerd to answer on $SOCK (log: $LOGS/containerd.log)" containerd_up
   t_ctrd="$(now_ms)"
 
