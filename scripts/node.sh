@@ -101,7 +101,7 @@ live_node_pid() {
   pid="$(<"$f")"
   [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
   [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
-  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  cmd="$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
   [[ "$cmd" == *"$NODE/"* ]] || return 1
   printf '%s\n' "$pid"
 }
@@ -152,7 +152,7 @@ leftover_pids() {
     find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done
   for p in /proc/[0-9]*; do
-    cmd="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+    cmd="$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null)" || continue
     [[ "$cmd" == *"$NODE/"* ]] && printf '%s\n' "${p#/proc/}"
   done
   return 0
@@ -254,8 +254,12 @@ remove_host_files() {
     [[ -L "$f" && "$(readlink "$f")" == "$KUBELET/"* ]] && rm -f "$f"
   done
   rmdir /var/log/containers 2>/dev/null || true
-  # libcni's cache of our network's results.
+  # libcni's cache of results: our network's, and the CRI's loopback
+  # network's for our sandboxes (no CNI DEL ran for the pods we killed).
   rm -f /var/lib/cni/results/"$CNI_NET"-*
+  for f in "$CTRD"/root/io.containerd.grpc.v1.cri/sandboxes/* "$CTRD"/state/io.containerd.grpc.v1.cri/sandboxes/*; do
+    [[ -e "$f" ]] && rm -f /var/lib/cni/results/*-"${f##*/}"-*
+  done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   # containerd's shims keep their sockets in /run/containerd/s/ whatever the state dir.
   rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
