@@ -257,11 +257,18 @@ remove_host_files() {
   # libcni's cache of results: our network's, and the CRI's loopback
   # network's for our sandboxes (no CNI DEL ran for the pods we killed).
   rm -f /var/lib/cni/results/"$CNI_NET"-*
-  for f in "$CTRD"/root/io.containerd.grpc.v1.cri/sandboxes/* "$CTRD"/state/io.containerd.grpc.v1.cri/sandboxes/*; do
-    [[ -e "$f" ]] && rm -f /var/lib/cni/results/*-"${f##*/}"-*
+  local id
+  for f in "$CTRD"/root/io.containerd.grpc.v1.cri/sandboxes/* "$CTRD"/state/io.containerd.grpc.v1.cri/sandboxes/* \
+    "$CTRD"/state/io.containerd.runtime.v2.task/k8s.io/*; do
+    [[ -e "$f" ]] || continue
+    id="${f##*/}"
+    rm -f /var/lib/cni/results/*-"$id"-*
+    # containerd's shims keep their sockets in /run/containerd/s/ whatever
+    # the state dir, named sha256(<our socket>/<namespace>/<id>); a killed
+    # shim leaves its socket behind.
+    rm -f "/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$id" | sha256sum | cut -d' ' -f1)"
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
-  # containerd's shims keep their sockets in /run/containerd/s/ whatever the state dir.
   rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
 }
 
