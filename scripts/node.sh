@@ -118,8 +118,13 @@ start_daemon() {
     done
     exec setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1
   ) &
-  printf '%s\n' "$!" >"$PIDS/$name.pid"
-  STARTED+=("$name")
+  local pid=$! i
+  printf '%s\n' "$pid" >"$PIDS/$name.pid"
+  # Until the subshell has exec'd the daemon, its pid does not look like ours.
+  for ((i = 0; i < 100; i++)); do
+    if live_node_pid "$name" >/dev/null || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
 }
 
 # Stops a daemon by its recorded pid: SIGTERM, then SIGKILL after GRACE s.
@@ -532,7 +537,6 @@ $(tail -n 15 "$LOGS/containerd.log" 2>/dev/null | sed 's/^/    /')"
 
 # ---------------------------------------------------------------- commands
 
-STARTED=()
 UP_DONE=0
 cleanup_failed_up() {
   local rc=$?
