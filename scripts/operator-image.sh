@@ -9,10 +9,13 @@
 #   scripts/operator-image.sh          build target/oci/stepwise-<version>.tar and import it
 #   scripts/operator-image.sh --no-import
 #
-# The binary: target/x86_64-unknown-linux-musl/release/stepwise if present,
-# else target/release/stepwise (`cargo build --release`). A dynamically
-# linked one gets its shared libraries (as ldd lists them) beside it, at
-# the same paths, so the image still runs on its own.
+# The binary, the first present of: target/x86_64-unknown-linux-musl/release/
+# (as the Dockerfile builds it), target/x86_64-unknown-linux-gnu/release/
+# (static glibc, no musl toolchain needed:
+#   RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin stepwise
+# ), target/release/ (`cargo build --release`). A dynamically linked one gets
+# its shared libraries (as ldd lists them) beside it, at the same paths, so
+# the image still runs on its own.
 # The image is stepwise.local/stepwise:<version>; charts use it with
 # imagePullPolicy: IfNotPresent (the node pulls nothing).
 set -euo pipefail
@@ -36,7 +39,8 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
 ref="stepwise.local/stepwise:$version"
 
 bin=""
-for b in "$ROOT/target/x86_64-unknown-linux-musl/release/stepwise" "$ROOT/target/release/stepwise"; do
+for b in "$ROOT/target/x86_64-unknown-linux-musl/release/stepwise" "$ROOT/target/x86_64-unknown-linux-gnu/release/stepwise" \
+  "$ROOT/target/release/stepwise"; do
   if [[ -x "$b" ]]; then bin="$b"; break; fi
 done
 [[ -n "$bin" ]] || die "no release binary: run \`cargo build --release --bin stepwise\` first"

@@ -50,10 +50,7 @@ async fn real_node(client: &Client) -> (String, String) {
             n.status
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         })
         .unwrap_or_else(|| {
             panic!(
@@ -190,7 +187,12 @@ async fn exit_code_3_is_an_error_with_that_code() {
     let (node, image) = real_node(&ns.client).await;
     let jobs = create(&ns, &real_job("exit3", &image, "exit 3", json!({}))).await;
     let done = finished(&jobs, "exit3").await;
-    assert_eq!(job_outcome(&done), Some("Failed"), "{}", common::describe(&done));
+    assert_eq!(
+        job_outcome(&done),
+        Some("Failed"),
+        "{}",
+        common::describe(&done)
+    );
     let pod = the_pod(&ns, "exit3", &node).await;
     assert_eq!(
         terminated(&pod),
@@ -211,7 +213,12 @@ async fn success_and_its_logs_come_from_the_container() {
     )
     .await;
     let done = finished(&jobs, "hello").await;
-    assert_eq!(job_outcome(&done), Some("Complete"), "{}", common::describe(&done));
+    assert_eq!(
+        job_outcome(&done),
+        Some("Complete"),
+        "{}",
+        common::describe(&done)
+    );
     let pod = the_pod(&ns, "hello", &node).await;
     assert_eq!(terminated(&pod), (0, Some("Completed".to_string())));
     // kubectl logs: the API server reaches the kubelet by the node's name.
@@ -221,7 +228,11 @@ async fn success_and_its_logs_come_from_the_container() {
         .logs(&name, &LogParams::default())
         .await
         .unwrap_or_else(|e| panic!("cannot read the logs of pod {name} through the kubelet: {e}"));
-    assert_eq!(logs.trim(), format!("hello from {name}"), "the container's own output");
+    assert_eq!(
+        logs.trim(),
+        format!("hello from {name}"),
+        "the container's own output"
+    );
     ns.cleanup().await;
 }
 
@@ -234,11 +245,21 @@ async fn memory_over_the_limit_is_oom_killed() {
     let limits = json!({ "limits": { "memory": "16Mi" }, "requests": { "memory": "16Mi" } });
     let jobs = create(
         &ns,
-        &real_job("hog", &image, "dd if=/dev/zero of=/dev/null bs=64M count=4", limits),
+        &real_job(
+            "hog",
+            &image,
+            "dd if=/dev/zero of=/dev/null bs=64M count=4",
+            limits,
+        ),
     )
     .await;
     let done = finished(&jobs, "hog").await;
-    assert_eq!(job_outcome(&done), Some("Failed"), "{}", common::describe(&done));
+    assert_eq!(
+        job_outcome(&done),
+        Some("Failed"),
+        "{}",
+        common::describe(&done)
+    );
     let pod = the_pod(&ns, "hog", &node).await;
     assert_eq!(
         terminated(&pod),
@@ -257,7 +278,12 @@ async fn an_unknown_image_waits_in_errimagepull() {
     // nothing is looked up or contacted.
     let jobs = create(
         &ns,
-        &real_job("nopull", "registry.invalid/stepwise/missing:1", "true", json!({})),
+        &real_job(
+            "nopull",
+            "registry.invalid/stepwise/missing:1",
+            "true",
+            json!({}),
+        ),
     )
     .await;
     let pods: Api<Pod> = ns.api();
@@ -267,9 +293,16 @@ async fn an_unknown_image_waits_in_errimagepull() {
             .list(&ListParams::default().labels("batch.kubernetes.io/job-name=nopull"))
             .await
             .expect("list pods");
-        let waiting = list.items.first().and_then(container_state).and_then(|s| s.waiting);
+        let waiting = list
+            .items
+            .first()
+            .and_then(container_state)
+            .and_then(|s| s.waiting);
         if let Some(w) = &waiting {
-            if matches!(w.reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")) {
+            if matches!(
+                w.reason.as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            ) {
                 break w.clone();
             }
         }
@@ -277,7 +310,10 @@ async fn an_unknown_image_waits_in_errimagepull() {
             panic!(
                 "timed out after 60 s waiting for the pod of job nopull to wait in ErrImagePull \
                  or ImagePullBackOff; last seen: {}",
-                list.items.first().map(common::describe).unwrap_or("no pod".into())
+                list.items
+                    .first()
+                    .map(common::describe)
+                    .unwrap_or("no pod".into())
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -294,7 +330,11 @@ async fn an_unknown_image_waits_in_errimagepull() {
         "a pod that cannot pull never runs"
     );
     let job = jobs.get("nopull").await.expect("job");
-    assert_eq!(job_outcome(&job), None, "the Job waits; it neither fails nor completes");
+    assert_eq!(
+        job_outcome(&job),
+        None,
+        "the Job waits; it neither fails nor completes"
+    );
     jobs.delete("nopull", &DeleteParams::foreground())
         .await
         .expect("delete job");
