@@ -148,8 +148,8 @@ stop_daemon() {
   rm -f "$PIDS/$name.pid"
 }
 
-# The pids of processes left in our cgroups (containers) or naming our
-# directory (containerd's shims, which outlive containerd by design).
+# The pids of processes left in our cgroups (containers) and of our
+# containerd's shims (they outlive containerd by design).
 leftover_pids() {
   local f p cmd
   for f in /sys/fs/cgroup/*/"$CGROUP"; do
@@ -158,7 +158,7 @@ leftover_pids() {
   done
   for p in /proc/[0-9]*; do
     cmd="$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null)" || continue
-    [[ "$cmd" == *"$NODE/"* ]] && printf '%s\n' "${p#/proc/}"
+    [[ "$cmd" == *containerd-shim*" -address $SOCK"* ]] && printf '%s\n' "${p#/proc/}"
   done
   return 0
 }
