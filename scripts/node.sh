@@ -191,6 +191,16 @@ need() {
     command -v "$t" >/dev/null || die "'$t' is required"
   done
   kctl get --raw /readyz >/dev/null 2>&1 || die "the API server of $STATE does not answer (scripts/cluster.sh status)"
+  [[ -f "$PKI/apiserver-kubelet-client.crt" ]] ||
+    log "warning: this cluster's API server was started without the real node's flags (STEPWISE_REAL_NODE=1 scripts/cluster.sh up): kubectl logs/exec will not reach the node"
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd="$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null)" || continue
+    if [[ "$cmd" == */kubelet\ * && "$cmd" != *"$NODE/"* ]]; then
+      log "warning: another kubelet runs on this machine (pid ${p#/proc/}); both use the fixed device-plugin socket $DEVICE_PLUGINS/kubelet.sock"
+      break
+    fi
+  done
 }
 
 add_hosts_entry() {
