@@ -16,8 +16,12 @@
 # ), target/release/ (`cargo build --release`). A dynamically linked one gets
 # its shared libraries (as ldd lists them) beside it, at the same paths, so
 # the image still runs on its own.
-# The image is stepwise.local/stepwise:<version>; charts use it with
-# imagePullPolicy: IfNotPresent (the node pulls nothing).
+# The image is stepwise.local/stepwise:<version>; use it with
+# imagePullPolicy: IfNotPresent (the node pulls nothing). Pods on the real
+# node reach the API server only with hostNetwork: true and
+# KUBERNETES_SERVICE_HOST=127.0.0.1, KUBERNETES_SERVICE_PORT=<APISERVER_PORT
+# of .cluster/ports.env> (no kube-proxy); so run, the controller turned Ready
+# through the kubelet's probe on /readyz.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
