@@ -298,13 +298,13 @@ async fn an_unknown_image_waits_in_errimagepull() {
             .first()
             .and_then(container_state)
             .and_then(|s| s.waiting);
-        if let Some(w) = &waiting {
-            if matches!(
+        if let Some(w) = waiting.filter(|w| {
+            matches!(
                 w.reason.as_deref(),
                 Some("ErrImagePull" | "ImagePullBackOff")
-            ) {
-                break w.clone();
-            }
+            )
+        }) {
+            break w;
         }
         if started.elapsed() > Duration::from_secs(60) {
             panic!(
