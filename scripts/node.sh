@@ -742,9 +742,18 @@ cmd_kcm_args() {
   printf '%s\n' "--flex-volume-plugin-dir=$STATE/kcm-flexvolume"
 }
 
+# One `up`/`down` at a time for this checkout's node (the lock file lives
+# outside .cluster/, which is removed).
+take_lock() {
+  command -v flock >/dev/null || return 0
+  local lock="${TMPDIR:-/tmp}/stepwise-node-$ID.lock"
+  exec 8>"$lock"
+  flock -w 120 8 || die "another scripts/node.sh up/down is still running for $ROOT (lock $lock)"
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
+  up) take_lock; cmd_up ;;
+  down) take_lock; cmd_down ;;
   status) cmd_status ;;
   apiserver-args) cmd_apiserver_args ;;
   kcm-args) cmd_kcm_args ;;
