@@ -17,6 +17,7 @@
 #   STEPWISE_CONTROLLER_MANAGER_PORT STEPWISE_SCHEDULER_PORT STEPWISE_KWOK_PORT
 # Timeouts: STEPWISE_CLUSTER_TIMEOUT (seconds per component to become
 # healthy, default 90).
+# STEPWISE_REAL_NODE=1 adds a real kubelet node (see scripts/node.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -351,6 +352,32 @@ nodes_ready() {
   for n in "${NODES[@]}"; do grep -qx "$n=True" <<<"$ready" || return 1; done
 }
 
+# ---------------------------------------------------------------- real node
+
+# STEPWISE_REAL_NODE=1 adds a real kubelet node beside the fake ones
+# (scripts/node.sh: private containerd, kubelet, locally built images); off
+# by default until it is proven. node.sh says which flags the API server and
+# the controller manager need for it.
+REAL_NODE="${STEPWISE_REAL_NODE:-0}"
+NODE_SH="$ROOT/scripts/node.sh"
+APISERVER_NODE_ARGS=()
+KCM_NODE_ARGS=()
+real_node_args() {
+  [[ "$REAL_NODE" == 1 ]] || return 0
+  [[ -x "$BIN/kubelet" ]] || die "STEPWISE_REAL_NODE=1 needs .tools/bin/kubelet: run \`scripts/tools.sh kubelet\`"
+  local out
+  out="$("$NODE_SH" apiserver-args)" || die "scripts/node.sh apiserver-args failed"
+  mapfile -t APISERVER_NODE_ARGS <<<"$out"
+  out="$("$NODE_SH" kcm-args)" || die "scripts/node.sh kcm-args failed"
+  mapfile -t KCM_NODE_ARGS <<<"$out"
+}
+# Stops the real node if one was started (whatever STEPWISE_REAL_NODE says
+# now), before the control plane; a failure keeps .cluster/ for a retry.
+real_node_down() {
+  [[ -d "$STATE/node" ]] || return 0
+  "$NODE_SH" down || die "scripts/node.sh down failed; .cluster/ is kept so that it can be retried"
+}
+
 # ---------------------------------------------------------------- lock
 
 # One `up`/`down` at a time for this checkout (the lock file lives outside
@@ -392,6 +419,7 @@ cmd_up() {
     else
       log "found leftover .cluster/ with no running components (an interrupted or failed start); cleaning it up"
     fi
+    real_node_down
     stop_all
     rm -rf "$STATE"
   fi
@@ -415,6 +443,7 @@ EOF
   kubeconfig controller-manager "$STATE/controller-manager.kubeconfig"
   kubeconfig scheduler "$STATE/scheduler.kubeconfig"
   kubeconfig kwok "$STATE/kwok/kubeconfig"
+  real_node_args
   phase pki
 
   trap cleanup_failed_up EXIT
@@ -441,7 +470,7 @@ EOF
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --disable-admission-plugins TaintNodesByCondition \
-    --profiling=false
+    --profiling=false "${APISERVER_NODE_ARGS[@]}"
   wait_healthy kube-apiserver "https://127.0.0.1:$APISERVER_PORT/readyz" \
     --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz"
   phase apiserver
@@ -457,7 +486,7 @@ EOF
     --leader-elect=false \
     --kube-api-qps 500 --kube-api-burst 1000 \
     --concurrent-job-syncs 20 --concurrent-gc-syncs 40 --concurrent-namespace-syncs 10 \
-    --profiling=false
+    --profiling=false "${KCM_NODE_ARGS[@]}"
 
   local sched_conf="$STATE/scheduler.kubeconfig"
   cat >"$STATE/scheduler-config.yaml" <<EOF
@@ -532,6 +561,10 @@ spec: {}
   phase serviceaccount
   wait_for "nodes ${NODES[*]} to be Ready (kwok; see $LOGS/kwok.log)" nodes_ready
   phase nodes
+  if [[ "$REAL_NODE" == 1 ]]; then
+    "$NODE_SH" up || fail "the real node did not start (scripts/node.sh up; logs in $LOGS)"
+    phase real-node
+  fi
   UP_DONE=1
   trap - INT TERM
 
@@ -550,6 +583,7 @@ cmd_down() {
   fi
   local c alive=()
   for c in "${COMPONENTS[@]}"; do live_pid "$c" >/dev/null && alive+=("$c"); done
+  real_node_down
   stop_all
   rm -rf "$STATE"
   if ((${#alive[@]} > 0)); then
@@ -581,6 +615,7 @@ cmd_status() {
     echo "  API server not ready"
     ok=1
   fi
+  if [[ -d "$STATE/node" ]]; then "$NODE_SH" status || ok=1; fi
   return $ok
 }
 

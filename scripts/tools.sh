@@ -4,7 +4,7 @@
 # .tools/bin. A warm run only checks the cache and relinks.
 #
 #   scripts/tools.sh            build everything that is missing
-#   scripts/tools.sh kubernetes build one component (kubernetes|etcd|kwok|helm|flux|kstatus)
+#   scripts/tools.sh kubernetes build one component (kubernetes|kubelet|etcd|kwok|helm|flux|kstatus)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,11 +23,15 @@ link() {
   for f in "$dir"/*; do ln -sfn "$f" "$BIN/$(basename "$f")"; done
 }
 
-build_kubernetes() {
-  local name="kubernetes-$KUBERNETES_VERSION" dir v="${KUBERNETES_VERSION#v}"
+# Builds commands of k8s.io/kubernetes at KUBERNETES_VERSION into
+# $CACHE/NAME/bin, in a throwaway module whose staging modules
+# (k8s.io/api, client-go, ...) are replaced by their published tags.
+#   build_k8s NAME "WHAT (cold: ~N min)" CMD...
+build_k8s() {
+  local name="$1" what="$2" dir v="${KUBERNETES_VERSION#v}"; shift 2
   have "$name" && { link "$name"; return; }
   dir="$CACHE/$name"; rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin"
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION (cold: ~4 min)"
+  log "building $what"
   local started=$SECONDS
   (
     cd "$dir/src"
@@ -44,8 +48,8 @@ build_kubernetes() {
     local args=()
     for m in $staging; do args+=("-replace=$m=$m@v0.${v#1.}"); done
     go mod edit "${args[@]}"
-    local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) pkgs=() c
-    for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    local pkgs=() c
+    for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
     gorun go get "k8s.io/kubernetes@$KUBERNETES_VERSION" "${pkgs[@]/%/@$KUBERNETES_VERSION}"
     local major="${v%%.*}" minor
     minor="$(cut -d. -f2 <<<"$v")"
@@ -57,7 +61,19 @@ build_kubernetes() {
     gorun go build -ldflags "$ld" -o "$dir/bin/" "${pkgs[@]}"
   )
   touch "$dir/.done"; link "$name"
-  log "kubernetes $KUBERNETES_VERSION built in $((SECONDS - started)) s"
+  log "${name%-*} ${name##*-} built in $((SECONDS - started)) s"
+}
+
+build_kubernetes() {
+  build_k8s "kubernetes-$KUBERNETES_VERSION" \
+    "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION (cold: ~4 min)" \
+    kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+# The kubelet of the real node (scripts/node.sh): cached on its own, so
+# adding it rebuilds nothing else.
+build_kubelet() {
+  build_k8s "kubelet-$KUBERNETES_VERSION" "kubelet $KUBERNETES_VERSION (~75 s with a warm Go cache)" kubelet
 }
 
 build_etcd() {
@@ -94,13 +110,13 @@ build_helm() {
   build_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
-if [[ $# -eq 0 ]]; then set -- kubernetes etcd kwok helm flux kstatus; fi
+if [[ $# -eq 0 ]]; then set -- kubernetes kubelet etcd kwok helm flux kstatus; fi
 for c in "$@"; do
   case "$c" in
-    kubernetes|etcd|kwok|helm) "build_$c" ;;
+    kubernetes|kubelet|etcd|kwok|helm) "build_$c" ;;
     flux) "$ROOT/scripts/build-flux.sh" ;;
     kstatus) "$ROOT/scripts/build-kstatus.sh" ;;
-    *) die "unknown component '$c' (kubernetes|etcd|kwok|helm|flux|kstatus)" ;;
+    *) die "unknown component '$c' (kubernetes|kubelet|etcd|kwok|helm|flux|kstatus)" ;;
   esac
 done
 log "tools ready in $BIN"
