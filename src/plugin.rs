@@ -134,6 +134,9 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
                 let _ = write!(line, "  next attempt at {}", clock(next));
             }
             let _ = writeln!(out, "{line}");
+            if let Some(n) = a.earlier_attempts {
+                let _ = writeln!(out, "{indent}{aindent}├─ #1-#{n}  Failed (not listed)");
+            }
             for (k, at) in a.attempts.iter().enumerate() {
                 let tbranch = if k + 1 == a.attempts.len() {
                     "└─"
@@ -161,6 +164,15 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
                     at.number, at.job
                 );
             }
+        }
+        if let Some(e) = &st.earlier_decisions {
+            let _ = writeln!(
+                out,
+                "{indent}  {} earlier decision{} (not listed), the last at {}",
+                e.count,
+                if e.count == 1 { "" } else { "s" },
+                clock(e.through)
+            );
         }
         for d in &st.decisions {
             let _ = writeln!(
@@ -254,6 +266,20 @@ status:
     fn tree_shows_attempts_next_retry_and_error() {
         let (d, steps) = fixtures();
         insta::assert_snapshot!(render(&d, &steps));
+    }
+
+    #[test]
+    fn tree_says_what_a_bounded_status_leaves_out() {
+        let (d, mut steps) = fixtures();
+        let st = steps[0].status.as_mut().unwrap();
+        st.actions[1].earlier_attempts = Some(6);
+        st.earlier_decisions = Some(crate::api::EarlierDecisions {
+            count: 3,
+            through: "2026-11-29T12:00:00Z".parse().unwrap(),
+        });
+        let tree = render(&d, &steps);
+        assert!(tree.contains("#1-#6  Failed (not listed)"), "{tree}");
+        assert!(tree.contains("3 earlier decisions (not listed)"), "{tree}");
     }
 
     #[test]

@@ -52,12 +52,14 @@ fn check_accounting(steps: &[Step], jobs: &[Job]) -> Result<(), String> {
     let mut from_status = BTreeSet::new();
     for s in steps {
         for a in &s.status.as_ref().ok_or("a Step without status")?.actions {
+            // Status lists the latest attempts; `earlierAttempts` counts the rest.
+            let earlier = a.earlier_attempts.unwrap_or(0);
             let numbers: Vec<u32> = a.attempts.iter().map(|x| x.number).collect();
-            let expected: Vec<u32> = (1..=numbers.len() as u32).collect();
+            let expected: Vec<u32> = (earlier + 1..=earlier + numbers.len() as u32).collect();
             if numbers != expected {
                 return Err(format!("{}/{}: attempts {numbers:?}", s.name_any(), a.name));
             }
-            for n in numbers {
+            for n in (1..=earlier).chain(numbers) {
                 from_status.insert((s.name_any(), a.name.clone(), n));
             }
         }
