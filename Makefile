@@ -17,8 +17,8 @@ packages-test: ## install the Debian packages the test suites need, when missing
 tools: ## build everything from pinned Go modules into .tools/bin (control plane, kwok, helm, Flux, kstatus)
 	scripts/tools.sh
 
-tools-cluster: ## build only what the local cluster and the demo run (etcd, kube-*, kubectl, kwok)
-	scripts/tools.sh kubernetes etcd kwok
+tools-cluster: ## build only what the local cluster and the demo run (etcd, kube-*, kubectl, kwok, kubelet)
+	scripts/tools.sh kubernetes kubelet etcd kwok
 
 cluster: packages-demo tools-cluster ## start the local control plane (idempotent); kubeconfig in .cluster/kubeconfig
 	scripts/cluster.sh up

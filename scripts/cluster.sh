@@ -17,7 +17,7 @@
 #   STEPWISE_CONTROLLER_MANAGER_PORT STEPWISE_SCHEDULER_PORT STEPWISE_KWOK_PORT
 # Timeouts: STEPWISE_CLUSTER_TIMEOUT (seconds per component to become
 # healthy, default 90).
-# STEPWISE_REAL_NODE=1 adds a real kubelet node (see scripts/node.sh).
+# STEPWISE_REAL_NODE=0 leaves out the real kubelet node (scripts/node.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -354,17 +354,21 @@ nodes_ready() {
 
 # ---------------------------------------------------------------- real node
 
-# STEPWISE_REAL_NODE=1 adds a real kubelet node beside the fake ones
-# (scripts/node.sh: private containerd, kubelet, locally built images); off
-# by default until it is proven. node.sh says which flags the API server and
-# the controller manager need for it.
-REAL_NODE="${STEPWISE_REAL_NODE:-0}"
+# A real kubelet node beside the fake ones (scripts/node.sh: private
+# containerd, kubelet, locally built images), for what a real container
+# decides; STEPWISE_REAL_NODE=0 leaves it out (the start test's second
+# cluster: the kubelet's device-plugin socket allows one per machine).
+# node.sh says which flags the API server and the controller manager need.
+REAL_NODE="${STEPWISE_REAL_NODE:-1}"
 NODE_SH="$ROOT/scripts/node.sh"
 APISERVER_NODE_ARGS=()
 KCM_NODE_ARGS=()
 real_node_args() {
+  # The controller manager creates its flex-volume directory, by default in
+  # /usr/libexec: keep it in our state, with or without a real node.
+  KCM_NODE_ARGS=("--flex-volume-plugin-dir=$STATE/kcm-flexvolume")
   [[ "$REAL_NODE" == 1 ]] || return 0
-  [[ -x "$BIN/kubelet" ]] || die "STEPWISE_REAL_NODE=1 needs .tools/bin/kubelet: run \`scripts/tools.sh kubelet\`"
+  [[ -x "$BIN/kubelet" ]] || die "the real node needs .tools/bin/kubelet: run \`make tools-cluster\` (or STEPWISE_REAL_NODE=0 for a cluster without it)"
   local out
   out="$("$NODE_SH" apiserver-args)" || die "scripts/node.sh apiserver-args failed"
   mapfile -t APISERVER_NODE_ARGS <<<"$out"

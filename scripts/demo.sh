@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make demo`: the local cluster, the CRDs, the operator, and two releases:
-# one whose action fails once and is retried after 15 s, one that runs out of
-# retries into guided failure and is resolved with `kubectl stepwise retry`.
+# `make demo`: the local cluster, the CRDs, the operator, and two releases
+# whose actions run as real containers on the cluster's real node: one whose
+# action fails once and is retried after 15 s, one that runs out of retries
+# into guided failure and is resolved with `kubectl stepwise retry`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -55,6 +56,10 @@ say "shop-1-4-2: the schema migration fails once and is retried 15 s later"
 # Bounded: the release takes ~20 s; a hung watch must not hang the demo.
 run timeout 180 kubectl stepwise -n "$NS" status -w shop-1-4-2 ||
   { echo "shop-1-4-2 did not finish within 180 s; see .cluster/logs/operator.log" >&2; exit 1; }
+say "what the real containers said (kubectl logs, through the real node's kubelet)"
+run kubectl -n "$NS" logs job/shop-1-4-2-migrate-schema-1
+run kubectl -n "$NS" logs job/shop-1-4-2-migrate-schema-2
+run kubectl -n "$NS" get pods -l stepwise.dev/deployment=shop-1-4-2 -o wide
 
 say "shop-1-4-3: the smoke test exhausts its retry and waits for a decision"
 kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=WaitingForDecision swd/shop-1-4-3 --timeout=90s >/dev/null

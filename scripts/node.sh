@@ -3,7 +3,7 @@
 # kubelet`) on a private containerd (Debian's containerd + runc), for what a
 # real container decides (exit codes, OOMKilled, image pulls, grace periods).
 # Runs beside kwok's fake nodes and needs the cluster of scripts/cluster.sh
-# (which calls this when STEPWISE_REAL_NODE=1).
+# (which calls this unless STEPWISE_REAL_NODE=0).
 #
 #   scripts/node.sh up        start it; waits until the Node is Ready
 #   scripts/node.sh down      stop exactly what `up` started and undo what it
@@ -17,7 +17,8 @@
 # The node is labelled and tainted stepwise.dev/node-kind=real (NoSchedule):
 # a pod lands on it only with that nodeSelector and toleration, so kwok-based
 # tests are unaffected. Images: stepwise.local/pause:1 (the sandbox) and
-# stepwise.local/busybox:<busybox version> (see `node.sh status`), built
+# stepwise.local/busybox:<busybox version> (see `node.sh status`; also
+# tagged stepwise.local/busybox:stable, which examples/ use), built
 # here without a container engine; every other pull fails at once (it is
 # sent to a closed port on 127.0.0.1, through containerd's proxy variables,
 # with no DNS query). Pods get a network of their own
@@ -63,6 +64,7 @@ HOSTS_MARK="# stepwise real node of $ROOT"
 LABEL_KEY="stepwise.dev/node-kind"
 LABEL_VALUE="real"
 PAUSE_IMAGE="stepwise.local/pause:1"
+STABLE_IMAGE="stepwise.local/busybox:stable"
 # A closed port: every pull not served locally fails at once, with no DNS query.
 NO_REGISTRY="https://127.0.0.1:1"
 NO_REGISTRY_PROXY="http://127.0.0.1:1"
@@ -182,7 +184,7 @@ install_packages() {
 need() {
   local t
   [[ -f "$KUBECONFIG_ADMIN" && -f "$PKI/ca.key" ]] ||
-    die "no local cluster in $STATE (start it with STEPWISE_REAL_NODE=1 scripts/cluster.sh up)"
+    die "no local cluster in $STATE (start it with scripts/cluster.sh up)"
   [[ -x "$BIN/kubelet" ]] || die "missing $BIN/kubelet; run \`scripts/tools.sh kubelet\`"
   [[ -x "$BIN/kubectl" ]] || die "missing $BIN/kubectl; run \`scripts/tools.sh\`"
   ((EUID == 0)) || die "the real node needs root (cgroups, mounts, network namespaces)"
@@ -601,6 +603,9 @@ cmd_up() {
   build_busybox
   import_image "$IMAGES/pause.tar" "$PAUSE_IMAGE"
   import_image "$IMAGES/busybox.tar" "$TEST_IMAGE"
+  # A name that does not change with Debian's busybox version, for the examples.
+  ctr_ images tag --force "$TEST_IMAGE" "$STABLE_IMAGE" >>"$LOGS/containerd.log" 2>&1 ||
+    die "ctr could not tag $TEST_IMAGE as $STABLE_IMAGE"
   rm -rf "$IMAGES"/*.rootfs
   t_img="$(now_ms)"
 
@@ -630,7 +635,7 @@ $(tail -n 15 "$LOGS/kubelet.log" 2>/dev/null | sed 's/^/    /')"
 
 need_cluster_files() {
   [[ -f "$KUBECONFIG_ADMIN" && -f "$PKI/ca.key" ]] ||
-    die "no local cluster in $STATE (start it with STEPWISE_REAL_NODE=1 scripts/cluster.sh up)"
+    die "no local cluster in $STATE (start it with scripts/cluster.sh up)"
 }
 
 # Removes every pod sandbox and container of our containerd (the CRI's

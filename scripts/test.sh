@@ -5,17 +5,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
 # Integration tests run several operators and simulated Jobs at once; more
 # threads than cores is fine, they mostly wait on the cluster.
-# tests/real_node.rs needs the real node, which the cluster has only with
-# STEPWISE_REAL_NODE=1 (scripts/node.sh); without it those tests are left
-# out, and said so.
+# tests/real_node.rs needs the real node, which the cluster has unless it
+# was started with STEPWISE_REAL_NODE=0; then those tests are left out, and
+# said so.
 targets=(--tests)
-if [[ "${STEPWISE_REAL_NODE:-0}" != 1 ]]; then
+if [[ "${STEPWISE_REAL_NODE:-1}" == 0 ]]; then
   targets=()
   for f in tests/*.rs; do
     name="$(basename "$f" .rs)"
     [[ "$name" == real_node ]] || targets+=(--test "$name")
   done
-  echo "[test] not running tests/real_node.rs: the cluster has no real node (STEPWISE_REAL_NODE=1 make test runs it)" >&2
+  echo "[test] not running tests/real_node.rs: STEPWISE_REAL_NODE=0 (a cluster without the real node)" >&2
 fi
 cargo test --lib --bins "${targets[@]}" --no-fail-fast -- --test-threads=8
 for suite in tests/*.sh; do

@@ -65,6 +65,9 @@ impl ScratchCluster {
             .arg(verb)
             .current_dir(root())
             .env("STEPWISE_CLUSTER_STATE", &self.state)
+            // One real node per machine (the kubelet's device-plugin socket
+            // is a fixed path): the main cluster has it.
+            .env("STEPWISE_REAL_NODE", "0")
             .stdin(Stdio::null());
         cmd
     }

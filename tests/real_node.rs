@@ -1,6 +1,6 @@
 //! Real containers on the real node of the local cluster (scripts/node.sh:
 //! a kubelet on containerd + runc, started by
-//! `STEPWISE_REAL_NODE=1 scripts/cluster.sh up`). What kwok only scripts,
+//! `scripts/cluster.sh up`, unless STEPWISE_REAL_NODE=0). What kwok only scripts,
 //! the kubelet decides here: exit codes, the OOM killer, image pulls, logs.
 //!
 //! Every test fails, saying how to start one, when the cluster has no real
@@ -30,7 +30,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 fn no_real_node(why: &str) -> String {
     format!(
         "no real node in the local cluster: {why}. Start the cluster with one: \
-         `STEPWISE_REAL_NODE=1 scripts/cluster.sh up` (scripts/node.sh; \
+         `scripts/cluster.sh up` without STEPWISE_REAL_NODE=0 (scripts/node.sh; \
          `scripts/tools.sh kubelet` builds the kubelet)"
     )
 }
