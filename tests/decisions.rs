@@ -428,3 +428,50 @@ async fn a_long_history_keeps_status_small() {
     drop(op);
     ns.cleanup().await;
 }
+
+/// Case 8: a decision annotation is removed only if it still holds the
+/// value read; one changed meanwhile stays, to be read next time.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_annotation_changed_meanwhile_is_not_removed() {
+    let ns = common::operator::namespace_with_crds("cond-remove").await;
+    let steps: Api<Step> = ns.api();
+    let step: Step = serde_json::from_value(json!({
+        "apiVersion": "stepwise.dev/v1alpha1", "kind": "Step",
+        "metadata": { "name": "s", "annotations": { ANNOTATION_DECISION: "retry" } },
+        "spec": { "actions": [action("a", &[])] }
+    }))
+    .unwrap();
+    steps
+        .create(&PostParams::default(), &step)
+        .await
+        .expect("create a Step");
+    let read = steps.get("s").await.unwrap();
+    // Someone changes the decision between the operator's read and its removal.
+    annotate(&steps, "s", ANNOTATION_DECISION, "abort").await;
+    let removed =
+        stepwise::controller::annotations::remove_if_unchanged(&steps, &read, ANNOTATION_DECISION)
+            .await
+            .expect("the patch is answered");
+    assert!(!removed, "a changed value was removed");
+    let now = steps.get("s").await.unwrap();
+    assert_eq!(
+        now.annotations()
+            .get(ANNOTATION_DECISION)
+            .map(String::as_str),
+        Some("abort")
+    );
+    let removed =
+        stepwise::controller::annotations::remove_if_unchanged(&steps, &now, ANNOTATION_DECISION)
+            .await
+            .expect("the patch is answered");
+    assert!(removed);
+    assert!(
+        !steps
+            .get("s")
+            .await
+            .unwrap()
+            .annotations()
+            .contains_key(ANNOTATION_DECISION)
+    );
+    ns.cleanup().await;
+}
