@@ -53,36 +53,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
     );
 
     let mut found = gather::gather(step, ctx, &previous, &ns, &name);
-    // A Job recorded as running but missing from the cache may be newer than
-    // the cache: ask the API server before calling it deleted.
-    for action in &previous.actions {
-        for attempt in action
-            .attempts
-            .iter()
-            .filter(|a| a.outcome == Outcome::Running)
-        {
-            let key = (action.name.clone(), attempt.number);
-            if found.views.contains_key(&key)
-                || found.foreign.contains_key(&key)
-                || attempt.job.is_empty()
-            {
-                continue;
-            }
-            let job = jobs_api
-                .get_opt(&attempt.job)
-                .await
-                .context(|| format!("reading Job {ns}/{}", attempt.job))?;
-            match job {
-                Some(j) if jobs::owned_by(&j, step) => {
-                    found.views.insert(key, job_view(&j, None, None));
-                }
-                Some(j) => {
-                    found.foreign.insert(key, gather::foreign_job(&j));
-                }
-                None => {}
-            }
-        }
-    }
+    confirm_running(step, &jobs_api, &previous, &mut found).await?;
 
     let uid = step.uid().unwrap_or_default();
     let mut observation = StepObservation {
@@ -142,6 +113,45 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         }
     }
     apply(step, ctx, &previous, &mut planned, created_at).await
+}
+
+/// A Job recorded as running but missing from the cache may be newer than
+/// the cache: ask the API server before calling it deleted.
+async fn confirm_running(
+    step: &Step,
+    jobs_api: &Api<Job>,
+    previous: &StepStatus,
+    found: &mut gather::Gathered,
+) -> Result<()> {
+    for action in &previous.actions {
+        for attempt in action
+            .attempts
+            .iter()
+            .filter(|a| a.outcome == Outcome::Running)
+        {
+            let key = (action.name.clone(), attempt.number);
+            if found.views.contains_key(&key)
+                || found.foreign.contains_key(&key)
+                || attempt.job.is_empty()
+            {
+                continue;
+            }
+            let job = jobs_api
+                .get_opt(&attempt.job)
+                .await
+                .context(|| format!("reading Job {}", attempt.job))?;
+            match job {
+                Some(j) if jobs::owned_by(&j, step) => {
+                    found.views.insert(key, job_view(&j, None, None));
+                }
+                Some(j) => {
+                    found.foreign.insert(key, gather::foreign_job(&j));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How a Job create ended.

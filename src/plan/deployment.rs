@@ -97,6 +97,25 @@ impl ForeignStep {
             .is_some_and(|o| o.kind == "Deployment" && o.name != deployment)
     }
 
+    /// Failed when another release owns it, else a wait for it to go.
+    fn verdict(&self, deployment: &str, head: &str) -> (Phase, &'static str, String) {
+        if self.clashes_with(deployment) {
+            let msg = format!(
+                "{head} cannot start: the Step name {} is already taken by another release ({}); rename this Deployment or its step",
+                self.name,
+                self.owned_by()
+            );
+            (Phase::Failed, "StepNameTaken", msg)
+        } else {
+            let msg = format!(
+                "{head} waits: a Step named {} exists, {}, not by this Deployment; it starts once that Step is gone",
+                self.name,
+                self.owned_by()
+            );
+            (Phase::Running, "WaitingForStepName", msg)
+        }
+    }
+
     fn owned_by(&self) -> String {
         match &self.owner {
             Some(o) => format!("owned by {o}"),
@@ -295,26 +314,9 @@ fn walk(
                 };
             }
             StepSlot::Foreign(f) => {
+                let head = format!("step {} ({}/{total})", s.name, i + 1);
+                let (phase, reason, msg) = f.verdict(name, &head);
                 summaries[i].step_ref = Some(f.name.clone());
-                let (phase, reason, msg) = if f.clashes_with(name) {
-                    let msg = format!(
-                        "step {} ({}/{total}) cannot start: the Step name {} is already taken by another release ({}); rename this Deployment or its step",
-                        s.name,
-                        i + 1,
-                        f.name,
-                        f.owned_by()
-                    );
-                    (Phase::Failed, "StepNameTaken", msg)
-                } else {
-                    let msg = format!(
-                        "step {} ({}/{total}) waits: a Step named {} exists, {}, not by this Deployment; it starts once that Step is gone",
-                        s.name,
-                        i + 1,
-                        f.name,
-                        f.owned_by()
-                    );
-                    (Phase::Running, "WaitingForStepName", msg)
-                };
                 summaries[i].phase = phase;
                 summaries[i].message = Some(msg.clone());
                 return Walked {

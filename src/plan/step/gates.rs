@@ -115,6 +115,17 @@ impl Planner<'_, '_> {
             self.ignore_decision_annotation();
         }
         let raw = self.obs.approval_annotation;
+        // An answer that differs from the one recorded cannot undo it: say so.
+        if let (Some(record), Some(value)) = (&self.approval, raw)
+            && Approval::parse(value) != Some(record.approval)
+        {
+            self.events.push(PlannedEvent::warning(
+                "ApprovalIgnored",
+                format!(
+                    "{ANNOTATION_APPROVAL}={value:?} ignored: this step's approval is already recorded"
+                ),
+            ));
+        }
         if self.approval.is_none()
             && let Some(a) = raw.and_then(Approval::parse)
         {

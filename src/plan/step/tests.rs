@@ -610,10 +610,16 @@ fn manual_intervention_waits_then_approved_or_rejected() {
     w.step(t(0.0));
     assert_eq!(w.phase(), Phase::Failed);
     assert_eq!(w.status.conditions[0].reason, "Rejected");
-    // A later annotation cannot undo a recorded answer.
+    // A later annotation cannot undo a recorded answer, and says so.
     w.approval = Some("approved".into());
-    w.step(t(1.0));
+    let p = w.step(t(1.0));
     assert_eq!(w.phase(), Phase::Failed);
+    assert!(p.removes(ANNOTATION_APPROVAL));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "ApprovalIgnored" && e.warning)
+    );
 }
 
 #[test]
