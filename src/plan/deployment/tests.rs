@@ -318,3 +318,58 @@ fn a_deleted_unfinished_step_is_created_again() {
     assert_eq!(p.create_step, Some(0));
     assert!(p.events.is_empty());
 }
+
+fn any_phase() -> impl proptest::strategy::Strategy<Value = Phase> {
+    proptest::prelude::prop_oneof![
+        proptest::strategy::Just(Phase::Pending),
+        proptest::strategy::Just(Phase::Running),
+        proptest::strategy::Just(Phase::Retrying),
+        proptest::strategy::Just(Phase::WaitingForDecision),
+        proptest::strategy::Just(Phase::WaitingForApproval),
+        proptest::strategy::Just(Phase::Succeeded),
+        proptest::strategy::Just(Phase::Failed),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the recorded status and whichever Steps are gone: a step
+    /// recorded Succeeded, or any step of a finished release, is never created.
+    #[test]
+    fn a_recorded_success_is_never_planned_again(
+        recorded in proptest::collection::vec(any_phase(), 1..6),
+        present in proptest::collection::vec(proptest::option::of(any_phase()), 6),
+        release in any_phase(),
+    ) {
+        let s = spec(recorded.len(), true);
+        let previous = DeploymentStatus {
+            phase: Some(release),
+            steps: recorded
+                .iter()
+                .enumerate()
+                .map(|(i, p)| StepSummary {
+                    name: format!("s{i}"),
+                    step_ref: Some(format!("d-s{i}")),
+                    phase: *p,
+                    message: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let slots: Vec<StepSlot> = present
+            .iter()
+            .take(recorded.len())
+            .enumerate()
+            .map(|(i, p)| p.map_or(StepSlot::Missing, |p| view(i, p)))
+            .collect();
+        let p = again(&s, &previous, &slots);
+        if let Some(i) = p.create_step {
+            proptest::prop_assert_ne!(recorded[i], Phase::Succeeded);
+            proptest::prop_assert!(!release.is_terminal());
+            proptest::prop_assert_eq!(&slots[i], &StepSlot::Missing);
+        }
+        if release.is_terminal() {
+            proptest::prop_assert_eq!(p.status.phase, Some(release));
+            proptest::prop_assert_eq!(p.status.conditions, previous.conditions);
+        }
+    }
+}
