@@ -132,6 +132,42 @@ fn run_bounded(mut cmd: Command, limit: Duration, what: &str, logs: &Path) -> Ou
     }
 }
 
+/// Stops `component` and starts it again with the same command line in a
+/// session of its own, recording only its pid (no start time).
+fn restart_by_hand(cluster: &ScratchCluster, component: &str) {
+    let pid_file = cluster.state.join("pids").join(format!("{component}.pid"));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .expect("cmdline")
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let started = Instant::now();
+    while alive(pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{component} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It outlives this function, like the rest of the cluster: `down` stops it.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new("setsid")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart");
+    std::fs::write(&pid_file, format!("{}\n", child.id())).expect("pid file");
+}
+
 fn need_tools() {
     for tool in [
         "etcd",
@@ -192,6 +228,10 @@ fn the_cluster_comes_up_on_busy_cores_with_a_slow_launcher() {
         "cluster.sh status says the cluster is not up:\n{}",
         String::from_utf8_lossy(&status.stdout)
     );
+
+    // A component restarted by someone else, its pid file rewritten (as
+    // tests/outage.rs does): `down` must still know it for ours.
+    restart_by_hand(&cluster, "kube-scheduler");
 
     let pids = cluster.pids();
     assert_eq!(

@@ -3,11 +3,13 @@
 # daemons next to the local cluster (cluster.sh, gitops.sh, demo.sh).
 #
 # A daemon is recorded as two files: PIDS/NAME.pid (its pid, read by the
-# Rust tests and the bench too) and PIDS/NAME.start (its start time in clock
-# ticks since boot, field 22 of /proc/PID/stat). A pid with the same start
-# time is the same process: exec keeps both, so the check holds from the
-# fork on, before and after the program is exec'd, however slowly that
-# happens. (The command line changes at exec, and judging by it made a
+# Rust tests and the bench too) and PIDS/NAME.start ("PID STARTTIME": its
+# start time in clock ticks since boot, field 22 of /proc/PID/stat; it
+# counts only while it names the pid in NAME.pid, so a pid file rewritten by
+# someone else, as the outage test does, is judged by its command line). A
+# pid with the same start time is the same process: exec keeps both, so the
+# check holds from the fork on, before and after the program is exec'd,
+# however slowly that happens. (The command line changes at exec, and judging by it made a
 # not-yet-exec'd daemon look dead; see issue 11.) Only builtins read /proc:
 # no pipelines, so no SIGPIPE under pipefail.
 #
@@ -40,7 +42,7 @@ pid_record() {
   local name="$1" pid="$2"
   printf '%s\n' "$pid" >"$PIDS/$name.pid"
   if proc_stat "$pid"; then
-    printf '%s\n' "$PROC_START" >"$PIDS/$name.start"
+    printf '%s %s\n' "$pid" "$PROC_START" >"$PIDS/$name.start"
   else
     rm -f "$PIDS/$name.start"
   fi
@@ -55,14 +57,14 @@ pid_of() {
 }
 
 # live_pid NAME: prints the recorded pid if that process is alive and is the
-# one recorded. A pid file with no start time (written by a test that
-# restarted a component) is judged by the command line instead, which must
-# name this checkout.
+# one recorded. A pid file with no start time of its own (written by a test
+# that restarted a component) is judged by the command line instead, which
+# must name this checkout.
 live_pid() {
-  local name="$1" pid start arg
+  local name="$1" pid start_pid start arg
   pid="$(pid_of "$name")" || return 1
   proc_alive "$pid" || return 1
-  if { read -r start <"$PIDS/$name.start"; } 2>/dev/null; then
+  if { read -r start_pid start <"$PIDS/$name.start"; } 2>/dev/null && [[ "$start_pid" == "$pid" ]]; then
     [[ "$start" == "$PROC_START" ]] || return 1
   else
     local -a argv=()
