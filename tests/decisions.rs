@@ -7,12 +7,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::events::{operator_events as events, wait_warning};
 use common::manifests::{action, release};
 use common::operator::setup;
-use common::release::wait_phase;
+use common::release::{create_release as create, wait_phase};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -22,53 +22,12 @@ use stepwise::api::{
 
 const LONG: Duration = Duration::from_secs(90);
 
-async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
-    let api: Api<Deployment> = ns.api();
-    api.create(&PostParams::default(), d)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
-    api
-}
-
 async fn jobs(ns: &TestNamespace) -> Vec<Job> {
     let api: Api<Job> = ns.api();
     api.list(&ListParams::default())
         .await
         .expect("list jobs")
         .items
-}
-
-/// The operator's Events as (type, reason, note).
-async fn events(ns: &TestNamespace) -> Vec<(String, String, String)> {
-    let api: Api<Event> = ns.api();
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some("stepwise"))
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-async fn wait_warning(ns: &TestNamespace, reason: &str) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let all = events(ns).await;
-        if let Some(e) = all.iter().find(|e| e.0 == "Warning" && e.1 == reason) {
-            return e.2.clone();
-        }
-        if started.elapsed() > LONG {
-            panic!("no Warning Event {reason} within {LONG:?}; seen: {all:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn annotate<K>(api: &Api<K>, name: &str, key: &str, value: &str)

@@ -6,27 +6,19 @@ mod common;
 
 use std::time::Duration;
 
+use common::events::{operator_events as events, wait_warning};
 use common::manifests::{action, release};
 use common::operator::setup;
-use common::release::wait_phase;
+use common::release::{create_release as create, wait_phase};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use stepwise::api::{Deployment, Outcome, Phase, Step, condition_types as ct};
 
 const LONG: Duration = Duration::from_secs(90);
-
-async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
-    let api: Api<Deployment> = ns.api();
-    api.create(&PostParams::default(), d)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
-    api
-}
 
 async fn job_names(ns: &TestNamespace) -> Vec<String> {
     let api: Api<Job> = ns.api();
@@ -40,40 +32,6 @@ async fn job_names(ns: &TestNamespace) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// The operator's Events as (type, reason, note).
-async fn events(ns: &TestNamespace) -> Vec<(String, String, String)> {
-    let api: Api<Event> = ns.api();
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some("stepwise"))
-        .map(|e| {
-            (
-                e.type_.unwrap_or_default(),
-                e.reason.unwrap_or_default(),
-                e.note.unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-/// Waits until the operator has published a Warning Event with `reason`; returns its note.
-async fn wait_warning(ns: &TestNamespace, reason: &str) -> String {
-    let started = std::time::Instant::now();
-    loop {
-        let all = events(ns).await;
-        if let Some(e) = all.iter().find(|e| e.0 == "Warning" && e.1 == reason) {
-            return e.2.clone();
-        }
-        if started.elapsed() > LONG {
-            panic!("no Warning Event {reason} within {LONG:?}; seen: {all:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn conditions(d: &Deployment) -> Vec<(String, String, String, jiff::Timestamp)> {

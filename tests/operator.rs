@@ -6,13 +6,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::events::operator_event_reasons as event_reasons;
 use common::manifests::{action, release};
 use common::operator::{namespace_with_crds, sample, setup};
-use common::release::wait_phase;
+use common::release::{create_release as create, wait_phase};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use stepwise::api::{
@@ -21,14 +21,6 @@ use stepwise::api::{
 };
 
 const LONG: Duration = Duration::from_secs(90);
-
-async fn create(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
-    let api: Api<Deployment> = ns.api();
-    api.create(&PostParams::default(), d)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
-    api
-}
 
 async fn jobs(ns: &TestNamespace) -> Vec<Job> {
     let api: Api<Job> = ns.api();
@@ -59,18 +51,6 @@ fn condition<'a>(
     t: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     conds.iter().find(|c| c.type_ == t)
-}
-
-async fn event_reasons(ns: &TestNamespace) -> Vec<String> {
-    let api: Api<Event> = ns.api();
-    api.list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some("stepwise"))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

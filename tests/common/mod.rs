@@ -5,6 +5,7 @@
 //! how to start one: it is never skipped silently.
 #![allow(dead_code)]
 
+pub mod events;
 pub mod manifests;
 pub mod operator;
 pub mod release;

@@ -3,10 +3,20 @@
 
 use std::time::Duration;
 
-use kube::Api;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
 use stepwise::api::{Deployment, Phase, Step};
 
-use super::wait_for;
+use super::{TestNamespace, wait_for};
+
+/// Creates the release in the test's namespace; returns the API it lives in.
+pub async fn create_release(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {
+    let api: Api<Deployment> = ns.api();
+    api.create(&PostParams::default(), d)
+        .await
+        .unwrap_or_else(|e| panic!("creating {}: {e}", d.name_any()));
+    api
+}
 
 /// How long a release in a test may take to reach a phase.
 pub const PHASE_TIMEOUT: Duration = Duration::from_secs(90);
