@@ -7,92 +7,22 @@
 //! node: they are never skipped silently.
 
 mod common;
+#[path = "common/real.rs"]
+mod real;
 
 use std::time::{Duration, Instant};
 
 use common::{TestNamespace, job_outcome, wait_for};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerState, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
-use kube::{Api, Client};
+use real::{NODE_KIND_LABEL, NODE_KIND_REAL, real_node};
 use serde_json::{Value, json};
 
-/// The label (and NoSchedule taint) scripts/node.sh puts on the real node.
-const NODE_KIND_LABEL: &str = "stepwise.dev/node-kind";
-const NODE_KIND_REAL: &str = "real";
-/// The test image scripts/node.sh builds from Debian's static busybox and
-/// imports into the node's containerd (`stepwise.local/busybox:<version>`).
-const TEST_IMAGE_PREFIX: &str = "stepwise.local/busybox:";
 /// How long a real Job may take from creation to its end (a pod starts in
 /// about 3 s on the real node; the machine is shared).
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn no_real_node(why: &str) -> String {
-    format!(
-        "no real node in the local cluster: {why}. Start the cluster with one: \
-         `scripts/cluster.sh up` without STEPWISE_REAL_NODE=0 (scripts/node.sh; \
-         `scripts/tools.sh kubelet` builds the kubelet)"
-    )
-}
-
-/// The real node's name and its test image; panics when there is no Ready
-/// real node or it does not list the test image.
-async fn real_node(client: &Client) -> (String, String) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default().labels(&format!("{NODE_KIND_LABEL}={NODE_KIND_REAL}")))
-        .await
-        .unwrap_or_else(|e| panic!("cannot list nodes: {e}"));
-    let node = list
-        .items
-        .into_iter()
-        .find(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{}",
-                no_real_node(&format!(
-                    "no Ready node is labelled {NODE_KIND_LABEL}={NODE_KIND_REAL}"
-                ))
-            )
-        });
-    let name = node.metadata.name.clone().expect("node name");
-    if let Ok(image) = std::env::var("STEPWISE_TEST_IMAGE") {
-        return (name, image);
-    }
-    // The kubelet reports the images its runtime holds.
-    let started = Instant::now();
-    loop {
-        let node = nodes
-            .get(&name)
-            .await
-            .unwrap_or_else(|e| panic!("cannot get node {name}: {e}"));
-        let names: Vec<String> = node
-            .status
-            .and_then(|s| s.images)
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|i| i.names.unwrap_or_default())
-            .collect();
-        if let Some(found) = names.iter().find(|n| n.starts_with(TEST_IMAGE_PREFIX)) {
-            return (name, found.clone());
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            panic!(
-                "{}",
-                no_real_node(&format!(
-                    "node {name} lists no image {TEST_IMAGE_PREFIX}* in status.images \
-                     (scripts/node.sh imports it); it lists {names:?}"
-                ))
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
 
 /// A Job as Stepwise makes them (one pod, no retries by the Job controller),
 /// pinned to the real node: its nodeSelector and a toleration of its taint.

@@ -354,7 +354,7 @@ fn trim_pod(p: &mut Pod) {
     }
 }
 
-/// What `step::job_view` reads of a Job's status: its conditions and completion.
+/// What `step::job_view` reads of a Job's status: its conditions, completion and pod counts.
 fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
     let status = job.status.as_ref();
     let conditions: Vec<_> = status
@@ -368,6 +368,9 @@ fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
     (
         conditions,
         status.is_some_and(|s| s.completion_time.is_some()),
+        // A failed attempt counts once its pod stopped: the counts falling to 0 wake it.
+        status.and_then(|s| s.active),
+        status.and_then(|s| s.terminating),
     )
 }
 

@@ -93,10 +93,32 @@ pub fn job_failed(job: &Job) -> bool {
         .is_some()
 }
 
+/// Whether a failing attempt has stopped running: the Job has `Failed` (set
+/// once its pods are terminated), or its pod is terminal or gone, and the
+/// Job counts no active or terminating pod. `FailureTarget` alone is not
+/// enough: the Job controller sets it when it *starts* killing the pod
+/// (deadline, deletion, eviction), which may run through its grace period;
+/// the next attempt must not overlap it.
+pub fn attempt_stopped(job: &Job, pod: Option<&Pod>) -> bool {
+    let status = job.status.as_ref();
+    let none_left =
+        status.is_none_or(|s| s.active.unwrap_or(0) == 0 && s.terminating.unwrap_or(0) == 0);
+    let pod_done = match pod {
+        None => true,
+        Some(p) => matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Failed" | "Succeeded")
+        ),
+    };
+    none_left && (true_condition(job, "Failed").is_some() || pod_done)
+}
+
 /// Reads one attempt's outcome from its Job, or earlier from its pod;
-/// `seen` is when the watches first delivered its failure.
+/// `seen` is when the watches first delivered its failure. A failure counts
+/// only once the attempt has stopped (`attempt_stopped`); until then it runs.
 pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> JobView {
     let condition = |t: &str| true_condition(job, t);
+    let stopped = attempt_stopped(job, pod);
     let terminated = pod
         .and_then(|p| p.status.as_ref())
         .and_then(|s| s.container_statuses.as_ref())
@@ -120,6 +142,9 @@ pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> 
                 .or(c.last_transition_time.as_ref())
                 .map(|t| t.0),
         }
+    } else if !stopped && (job_failed(job) || pod_phase != Some("Succeeded")) {
+        // A succeeded pod runs nothing more: read it as early as before.
+        JobState::Running
     } else if let Some(c) = condition("Failed").or_else(|| condition("FailureTarget")) {
         let job_reason = c.reason.clone().unwrap_or_else(|| "Failed".into());
         // The container's reason (Error, OOMKilled) says more than BackoffLimitExceeded.
@@ -179,3 +204,6 @@ pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> 
             .and_then(|v| serde_json::from_str(v).ok()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! Releases run by the operator on the real node of the local cluster: what
+//! Stepwise does with the outcomes the kubelet decides (a pod that outlives
+//! its deadline, root images, exit codes, the OOM killer).
+//!
+//! Every test fails, saying how to start one, when the cluster has no real
+//! node: they are never skipped silently.
+
+mod common;
+#[path = "common/real.rs"]
+mod real;
+
+use std::time::{Duration, Instant};
+
+use common::manifests::release;
+use common::operator::setup;
+use common::{TestNamespace, job_has_condition};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use real::{real_action, real_node};
+use serde_json::{Value, json};
+use stepwise::api::Deployment;
+use stepwise::jobs::job_name;
+
+/// How long the overlap test may take: two deadlines, two grace periods.
+const OVERLAP_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Creates a release of one step `run` with `actions` and `retries`.
+async fn start_release(ns: &TestNamespace, name: &str, retries: Value, actions: Vec<Value>) {
+    let deployments: Api<Deployment> = ns.api();
+    let spec = json!({ "steps": [{ "name": "run", "retries": retries, "actions": actions }] });
+    deployments
+        .create(&PostParams::default(), &release(name, spec))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create release {name}: {e}"));
+}
+
+/// The pods of a Job, by its job-name label.
+async fn pods_of(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await
+        .unwrap_or_else(|e| panic!("cannot list pods of {job}: {e}"))
+        .items
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.phase.as_deref()
+}
+
+/// When the pod's container ended, as the kubelet reports it.
+fn finished_at(p: &Pod) -> Option<jiff::Timestamp> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
+        .map(|t| t.0)
+}
+
+fn running(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_attempt_waits_until_the_timed_out_pod_is_gone() {
+    let (ns, op) = setup("real-overlap").await;
+    let (_, image) = real_node(&ns.client).await;
+    // The shell ignores TERM: the pod lives through its 15 s grace period
+    // after the deadline, while its Job already says FailureTarget.
+    let mut action = real_action(
+        "slow",
+        &image,
+        "trap '' TERM; sleep 60",
+        json!({ "terminationGracePeriodSeconds": 15, "securityContext": { "runAsUser": 65532 } }),
+        json!({}),
+    );
+    action["timeoutSeconds"] = json!(3);
+    start_release(
+        &ns,
+        "ov",
+        json!({ "limit": 1, "delaySeconds": 0 }),
+        vec![action],
+    )
+    .await;
+
+    let (first, second) = (job_name("ov-run", "slow", 1), job_name("ov-run", "slow", 2));
+    let (jobs, pods): (Api<Job>, Api<Pod>) = (ns.api(), ns.api());
+    let started = Instant::now();
+    let (mut overlap_window, mut last_seen): (bool, Option<Pod>) = (false, None);
+    let job2 = loop {
+        // Job 2 is read before the pods: what the pods show then is no older.
+        let job2 = jobs.get_opt(&second).await.expect("get job 2");
+        let live = pods_of(&pods, &first).await;
+        if let Some(p) = live.first() {
+            let job1 = jobs.get_opt(&first).await.expect("get job 1");
+            overlap_window |=
+                running(p) && job1.is_some_and(|j| job_has_condition(&j, "FailureTarget"));
+            last_seen = Some(p.clone());
+        }
+        if let Some(j) = job2 {
+            assert!(
+                live.iter().all(|p| phase(p) == Some("Failed")),
+                "attempt 2's Job exists while attempt 1's pod still runs: {}",
+                live.iter()
+                    .map(common::describe)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            break j;
+        }
+        assert!(
+            started.elapsed() < OVERLAP_TIMEOUT,
+            "timed out after {OVERLAP_TIMEOUT:?} waiting for Job {second}; operator log:\n{}",
+            op.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        overlap_window,
+        "the test saw attempt 1's pod running after its Job said FailureTarget (else it proves nothing)"
+    );
+    let created = job2
+        .metadata
+        .creation_timestamp
+        .expect("creationTimestamp")
+        .0;
+    let pod1 = last_seen.expect("attempt 1 had a pod");
+    if let Some(ended) = finished_at(&pod1) {
+        // Both are whole seconds: equal means the same second.
+        assert!(
+            created >= ended,
+            "Job {second} created at {created}, before attempt 1's container ended at {ended}"
+        );
+    }
+    ns.cleanup().await;
+}
