@@ -64,14 +64,9 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         d.status.clone().unwrap_or_default(),
     );
     let now = now();
-    let mut planned = plan(
-        &d.spec,
-        &name,
-        d.metadata.generation,
-        &previous,
-        &slots,
-        now,
-    );
+    let plan_with =
+        |slots: &[StepSlot]| plan(&d.spec, &name, d.metadata.generation, &previous, slots, now);
+    let mut planned = plan_with(&slots);
     tracing::debug!(phase = ?planned.status.phase, create_step = ?planned.create_step, "planned");
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
 
@@ -83,14 +78,7 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
                 // Someone else's Step has the name: plan again knowing it.
                 let mut slots = slots;
                 slots[i] = slot(d, Some(&found));
-                planned = plan(
-                    &d.spec,
-                    &name,
-                    d.metadata.generation,
-                    &previous,
-                    &slots,
-                    now,
-                );
+                planned = plan_with(&slots);
                 None
             }
             Created::Rejected(message) => Some(message),
