@@ -19,6 +19,31 @@ use crate::api::{
 
 const MAX_NAME: usize = 63;
 
+/// The Pod Security label whose `restricted` value makes the kubelet and
+/// admission refuse a root container.
+pub const LABEL_PSA_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+/// How far a Job's pod is hardened where its template is silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hardening {
+    /// The namespace enforces `restricted`: also `runAsNonRoot`, which a
+    /// root image (busybox, alpine) cannot bear.
+    Restricted,
+    /// Only what a root image bears: no privilege escalation, capabilities
+    /// dropped, seccomp RuntimeDefault.
+    RootAllowed,
+}
+
+impl Hardening {
+    /// The hardening a namespace with these labels asks for.
+    pub fn for_namespace(labels: &BTreeMap<String, String>) -> Hardening {
+        match labels.get(LABEL_PSA_ENFORCE).map(String::as_str) {
+            Some("restricted") => Hardening::Restricted,
+            _ => Hardening::RootAllowed,
+        }
+    }
+}
+
 /// `<step>-<action>-<attempt>`, or, when that is over 63 characters, a
 /// truncated prefix plus a hash of the full name, keeping the attempt readable.
 /// A shortened name is always a DNS label: the prefix keeps only lowercase
@@ -55,8 +80,14 @@ pub fn is_dns_label(s: &str) -> bool {
 }
 
 /// The Job for attempt `attempt` (1-based) of the step's action at `action_index`,
-/// created at `now`.
-pub fn build(step: &Step, action_index: usize, attempt: u32, now: Timestamp) -> Result<Job, Error> {
+/// created at `now`, its pod hardened as far as `hardening` says.
+pub fn build(
+    step: &Step,
+    action_index: usize,
+    attempt: u32,
+    now: Timestamp,
+    hardening: Hardening,
+) -> Result<Job, Error> {
     let step_name = step.name_any();
     let action =
         step.spec.actions.get(action_index).ok_or_else(|| {
@@ -83,7 +114,7 @@ pub fn build(step: &Step, action_index: usize, attempt: u32, now: Timestamp) -> 
     let pod = template.spec.get_or_insert_with(Default::default);
     // The operator counts attempts; the kubelet must not restart in place.
     pod.restart_policy = Some("Never".into());
-    restrict(pod);
+    restrict(pod, hardening);
 
     Ok(Job {
         metadata: ObjectMeta {
@@ -108,12 +139,15 @@ pub fn build(step: &Step, action_index: usize, attempt: u32, now: Timestamp) -> 
 }
 
 /// Restricted Pod Security defaults wherever the template leaves the choice open,
-/// so a namespace enforcing `restricted` admits the Jobs as they are.
-fn restrict(pod: &mut k8s_openapi::api::core::v1::PodSpec) {
+/// so a namespace enforcing `restricted` admits the Jobs as they are; elsewhere
+/// all of them but `runAsNonRoot`, so root images run.
+fn restrict(pod: &mut k8s_openapi::api::core::v1::PodSpec, hardening: Hardening) {
     let psc = pod
         .security_context
         .get_or_insert_with(PodSecurityContext::default);
-    psc.run_as_non_root.get_or_insert(true);
+    if hardening == Hardening::Restricted {
+        psc.run_as_non_root.get_or_insert(true);
+    }
     psc.seccomp_profile.get_or_insert_with(|| SeccompProfile {
         type_: "RuntimeDefault".into(),
         localhost_profile: None,
@@ -235,6 +269,7 @@ mod tests {
             0,
             2,
             Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
+            Hardening::Restricted,
         )
         .unwrap();
         insta::assert_yaml_snapshot!(job);
@@ -248,17 +283,58 @@ mod tests {
             run_as_non_root: Some(false),
             ..Default::default()
         });
-        let job = build(&s, 0, 1, Timestamp::UNIX_EPOCH).unwrap();
+        let job = build(&s, 0, 1, Timestamp::UNIX_EPOCH, Hardening::Restricted).unwrap();
         let pod = job.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(false));
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     }
 
     #[test]
+    fn run_as_non_root_only_where_the_namespace_enforces_restricted() {
+        let psc = |h| {
+            let job = build(&step(), 0, 1, Timestamp::UNIX_EPOCH, h).unwrap();
+            let pod = job.spec.unwrap().template.spec.unwrap();
+            let c = pod.containers[0].security_context.clone().unwrap();
+            (pod.security_context.unwrap(), c)
+        };
+        let (pod, c) = psc(Hardening::RootAllowed);
+        assert_eq!(pod.run_as_non_root, None, "a root image runs");
+        assert_eq!(pod.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+        assert_eq!(c.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(psc(Hardening::Restricted).0.run_as_non_root, Some(true));
+    }
+
+    #[test]
+    fn only_the_enforced_restricted_level_asks_for_non_root() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let of = |pairs: &[(&str, &str)]| Hardening::for_namespace(&labels(pairs));
+        assert_eq!(
+            of(&[(LABEL_PSA_ENFORCE, "restricted")]),
+            Hardening::Restricted
+        );
+        assert_eq!(
+            of(&[(LABEL_PSA_ENFORCE, "baseline")]),
+            Hardening::RootAllowed
+        );
+        assert_eq!(of(&[]), Hardening::RootAllowed);
+        // Warn and audit do not refuse a pod.
+        assert_eq!(
+            of(&[("pod-security.kubernetes.io/warn", "restricted")]),
+            Hardening::RootAllowed
+        );
+    }
+
+    #[test]
     fn missing_action_or_uid_is_an_error() {
-        assert!(build(&step(), 5, 1, Timestamp::UNIX_EPOCH).is_err());
+        assert!(build(&step(), 5, 1, Timestamp::UNIX_EPOCH, Hardening::Restricted).is_err());
         let mut s = step();
         s.metadata.uid = None;
-        assert!(build(&s, 0, 1, Timestamp::UNIX_EPOCH).is_err());
+        assert!(build(&s, 0, 1, Timestamp::UNIX_EPOCH, Hardening::Restricted).is_err());
     }
 }

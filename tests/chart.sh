@@ -447,6 +447,7 @@ list jobs.batch -A
 watch jobs.batch -A
 list pods -A
 watch pods -A
+get namespaces/$ns
 create events.events.k8s.io -n $ns
 patch events.events.k8s.io -n $ns
 create leases.coordination.k8s.io -n $NS
@@ -479,6 +480,9 @@ update jobs.batch -n $ns
 create pods -n $ns
 delete pods -n $ns
 create pods --subresource=exec -n $ns
+list namespaces
+patch namespaces/$ns
+delete namespaces/$ns
 create events -n $ns
 delete events.events.k8s.io -n $ns
 get leases.coordination.k8s.io/someone-else -n $NS

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::manifests::release;
 use common::operator::setup;
+use common::release::wait_phase;
 use common::{TestNamespace, job_has_condition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,16 +21,20 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use real::{real_action, real_node};
 use serde_json::{Value, json};
-use stepwise::api::Deployment;
+use stepwise::api::{Deployment, Phase, Step, StepStatus};
 use stepwise::jobs::job_name;
 
 /// How long the overlap test may take: two deadlines, two grace periods.
 const OVERLAP_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// Creates a release of one step `run` with `actions` and `retries`.
+/// Creates a release of one step `run` with `actions` and `retries` (null: none).
 async fn start_release(ns: &TestNamespace, name: &str, retries: Value, actions: Vec<Value>) {
     let deployments: Api<Deployment> = ns.api();
-    let spec = json!({ "steps": [{ "name": "run", "retries": retries, "actions": actions }] });
+    let mut step = json!({ "name": "run", "actions": actions });
+    if !retries.is_null() {
+        step["retries"] = retries;
+    }
+    let spec = json!({ "steps": [step] });
     deployments
         .create(&PostParams::default(), &release(name, spec))
         .await
@@ -67,6 +72,22 @@ fn running(p: &Pod) -> bool {
             cs.iter()
                 .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
         })
+}
+
+/// The step's status once it reaches `phase`.
+async fn step_status(ns: &TestNamespace, release: &str, phase: Phase) -> StepStatus {
+    let steps: Api<Step> = ns.api();
+    let step = wait_phase(&steps, &format!("{release}-run"), phase).await;
+    step.status.expect("a status")
+}
+
+/// (number, reason, exit code) of each attempt of the step's only action.
+fn attempts(status: &StepStatus) -> Vec<(u32, Option<String>, Option<i32>)> {
+    status.actions[0]
+        .attempts
+        .iter()
+        .map(|a| (a.number, a.reason.clone(), a.exit_code))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,5 +161,27 @@ async fn the_next_attempt_waits_until_the_timed_out_pod_is_gone() {
             "Job {second} created at {created}, before attempt 1's container ended at {ended}"
         );
     }
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_image_runs_in_a_plain_namespace() {
+    let (ns, _op) = setup("real-root").await;
+    let (_, image) = real_node(&ns.client).await;
+    // No securityContext: busybox runs as root, and says so.
+    let action = real_action(
+        "whoami",
+        &image,
+        "test \"$(id -u)\" = 0",
+        json!({}),
+        json!({}),
+    );
+    start_release(&ns, "root", Value::Null, vec![action]).await;
+    let status = step_status(&ns, "root", Phase::Succeeded).await;
+    assert_eq!(
+        attempts(&status).len(),
+        1,
+        "one attempt, no retry: {status:?}"
+    );
     ns.cleanup().await;
 }

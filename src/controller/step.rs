@@ -86,7 +86,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
             step.spec.actions[create.action].name.clone(),
             create.attempt,
         );
-        match create_job(step, &jobs_api, create, now).await? {
+        match create_job(step, &ctx.client, &jobs_api, create, now).await? {
             Created::Ours(at) => {
                 ctx.refusals.clear(&ns, &name);
                 created_at = at;
@@ -168,11 +168,16 @@ enum Created {
 
 async fn create_job(
     step: &Step,
+    client: &kube::Client,
     jobs_api: &Api<Job>,
     create: crate::plan::step::CreateJob,
     now: jiff::Timestamp,
 ) -> Result<Created> {
-    let job = jobs::build(step, create.action, create.attempt, now)?;
+    let hardening = match gather::hardening(client, step).await {
+        Ok(h) => h,
+        Err(why) => return Ok(Created::Refused(why)),
+    };
+    let job = jobs::build(step, create.action, create.attempt, now, hardening)?;
     let action = &step.spec.actions[create.action].name;
     let job_name = job.name_any();
     match jobs_api.create(&PostParams::default(), &job).await {

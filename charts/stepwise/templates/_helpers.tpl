@@ -122,6 +122,14 @@ why; keep them in step with what src/controller does against the API.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# Read only: before creating a Job the Step controller gets the Job's
+# Namespace for its pod-security.kubernetes.io/enforce label, and sets
+# runAsNonRoot on the pod only where it is "restricted" (elsewhere root
+# images run). A Role in the watched namespace grants get on that namespace
+# alone.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 # Both controllers publish Events (events.k8s.io/v1) about releases and
 # steps; a repeated Event is patched to count its series.
 - apiGroups: ["events.k8s.io"]

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
 
 use crate::api::{ANNOTATION_CREATED_AT, ANNOTATION_RECORDED_DECISION, Step, StepStatus};
 use crate::controller::Context;
@@ -20,6 +20,20 @@ use crate::plan::step::{AttemptKey, ForeignJob, JobState, JobView};
 pub struct Gathered {
     pub views: BTreeMap<AttemptKey, JobView>,
     pub foreign: BTreeMap<AttemptKey, ForeignJob>,
+}
+
+/// How far to harden the Step's next Job: read from its Namespace at each
+/// create, so a namespace relabelled `restricted` applies to the next attempt.
+/// The error, in the API server's words, is for the Step's message.
+pub async fn hardening(client: &kube::Client, step: &Step) -> Result<jobs::Hardening, String> {
+    let ns = step.namespace().unwrap_or_default();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let found = namespaces
+        .get_opt(&ns)
+        .await
+        .map_err(|e| format!("reading Namespace {ns}: {e}"))?;
+    let labels = found.map(|n| n.labels().clone()).unwrap_or_default();
+    Ok(jobs::Hardening::for_namespace(&labels))
 }
 
 /// A Job under one of the Step's names whose controller is something else.
