@@ -185,3 +185,82 @@ async fn a_root_image_runs_in_a_plain_namespace() {
     );
     ns.cleanup().await;
 }
+
+/// The container sees its attempt number (the pod's stepwise.dev/attempt label).
+fn attempt_env() -> Value {
+    json!({ "env": [{
+        "name": "ATTEMPT",
+        "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['stepwise.dev/attempt']" } },
+    }] })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_code_75_is_retried_under_retry_on_exit_codes() {
+    let (ns, _op) = setup("real-exit75").await;
+    let (_, image) = real_node(&ns.client).await;
+    let command = r#"[ "$ATTEMPT" -ge 2 ] || exit 75"#;
+    let action = real_action("migrate", &image, command, json!({}), attempt_env());
+    let retries = json!({ "limit": 1, "delaySeconds": 0, "retryOn": { "exitCodes": [75] } });
+    start_release(&ns, "e75", retries, vec![action]).await;
+    let status = step_status(&ns, "e75", Phase::Succeeded).await;
+    let got = attempts(&status);
+    assert_eq!(
+        got.len(),
+        2,
+        "attempt 1 exited 75, attempt 2 succeeded: {status:?}"
+    );
+    assert_eq!(
+        got[0].2,
+        Some(75),
+        "the real exit code is recorded: {status:?}"
+    );
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_code_1_is_not_retried_under_retry_on_exit_codes_75() {
+    let (ns, _op) = setup("real-exit1").await;
+    let (_, image) = real_node(&ns.client).await;
+    let action = real_action("migrate", &image, "exit 1", json!({}), json!({}));
+    let retries = json!({ "limit": 2, "delaySeconds": 0, "retryOn": { "exitCodes": [75] } });
+    start_release(&ns, "e1", retries, vec![action]).await;
+    let status = step_status(&ns, "e1", Phase::Failed).await;
+    let got = attempts(&status);
+    assert_eq!(
+        got.len(),
+        1,
+        "exit 1 is not in retryOn: no retry: {status:?}"
+    );
+    assert_eq!(got[0].2, Some(1), "{status:?}");
+    let jobs: Api<Job> = ns.api();
+    assert!(
+        jobs.get_opt(&job_name("e1-run", "migrate", 2))
+            .await
+            .expect("get job")
+            .is_none(),
+        "no second Job"
+    );
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oom_kill_is_retried_under_retry_on_reasons() {
+    let (ns, _op) = setup("real-oomretry").await;
+    let (_, image) = real_node(&ns.client).await;
+    // dd's 64 MiB block is four times the limit, at every attempt.
+    let limits = json!({ "resources": {
+        "limits": { "memory": "16Mi" }, "requests": { "memory": "16Mi" },
+    } });
+    let command = "dd if=/dev/zero of=/dev/null bs=64M count=4";
+    let action = real_action("hog", &image, command, json!({}), limits);
+    let retries = json!({ "limit": 1, "delaySeconds": 0, "retryOn": { "reasons": ["OOMKilled"] } });
+    start_release(&ns, "oom", retries, vec![action]).await;
+    let status = step_status(&ns, "oom", Phase::Failed).await;
+    let oom = (Some("OOMKilled".to_string()), Some(137));
+    assert_eq!(
+        attempts(&status),
+        vec![(1, oom.0.clone(), oom.1), (2, oom.0, oom.1)],
+        "the OOM kill was retried once, then the retries ran out: {status:?}"
+    );
+    ns.cleanup().await;
+}
