@@ -264,3 +264,76 @@ async fn an_oom_kill_is_retried_under_retry_on_reasons() {
     );
     ns.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_cannot_be_pulled_is_in_the_status_and_a_warning() {
+    use k8s_openapi::api::events::v1::Event;
+    let (ns, op) = setup("real-nopull").await;
+    real_node(&ns.client).await;
+    // The node's containerd sends every pull to a closed port on 127.0.0.1.
+    let image = "registry.invalid/stepwise/missing:1";
+    let action = real_action("pull", image, "true", json!({}), json!({}));
+    start_release(&ns, "np", Value::Null, vec![action]).await;
+    let says_why = |m: Option<&str>| {
+        m.is_some_and(|m| {
+            m.contains("cannot start: container main: ")
+                && (m.contains("ErrImagePull") || m.contains("ImagePullBackOff"))
+        })
+    };
+    let steps: Api<Step> = ns.api();
+    let step = common::wait_for(
+        &steps,
+        "np-run",
+        Duration::from_secs(90),
+        "the pull failure in the Step's message",
+        |s| says_why(s.status.as_ref().and_then(|st| st.message.as_deref())),
+    )
+    .await;
+    assert_eq!(
+        step.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Running)
+    );
+    let deployments: Api<Deployment> = ns.api();
+    common::wait_for(
+        &deployments,
+        "np",
+        Duration::from_secs(30),
+        "the pull failure mirrored on the Deployment",
+        |d| says_why(d.status.as_ref().and_then(|st| st.message.as_deref())),
+    )
+    .await;
+    let events: Api<Event> = ns.api();
+    let op = &op;
+    common::wait_until(
+        Duration::from_secs(30),
+        "a Warning AttemptCannotStart Event",
+        || {
+            let events = events.clone();
+            async move {
+                let list = events
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let found = list.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("AttemptCannotStart")
+                        && e.type_.as_deref() == Some("Warning")
+                        && says_why(e.note.as_deref())
+                });
+                if found {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "events: {:?}; operator log:\n{}",
+                        list.items
+                            .iter()
+                            .map(|e| (&e.reason, &e.note))
+                            .collect::<Vec<_>>(),
+                        op.log_text()
+                    ))
+                }
+            }
+        },
+    )
+    .await;
+    ns.cleanup().await;
+}

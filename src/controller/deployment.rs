@@ -187,7 +187,12 @@ async fn reject(
 
 pub(super) fn view(step: &Step) -> StepView {
     let status = step.status.clone().unwrap_or_default();
+    let cannot_start = status.conditions.iter().any(|c| {
+        c.type_ == crate::api::condition_types::READY
+            && c.reason == crate::plan::step::REASON_CANNOT_START
+    });
     StepView {
+        cannot_start,
         name: step.name_any(),
         phase: status.phase.unwrap_or(Phase::Pending),
         message: status.message,

@@ -340,16 +340,19 @@ fn trim_pod(p: &mut Pod) {
         status.conditions = None;
         status.pod_ips = None;
         status.host_ips = None;
-        status.init_container_statuses = None;
-        if let Some(cs) = status.container_statuses.as_mut() {
-            for c in cs {
-                c.image = String::new();
-                c.image_id = String::new();
-                c.last_state = None;
-                c.volume_mounts = None;
-                c.resources = None;
-                c.allocated_resources = None;
-            }
+        // Init containers stay: one that cannot start is reported too.
+        for c in status
+            .init_container_statuses
+            .iter_mut()
+            .chain(status.container_statuses.iter_mut())
+            .flatten()
+        {
+            c.image = String::new();
+            c.image_id = String::new();
+            c.last_state = None;
+            c.volume_mounts = None;
+            c.resources = None;
+            c.allocated_resources = None;
         }
     }
 }
@@ -374,9 +377,11 @@ fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
     )
 }
 
-/// What `step::job_view` reads of a pod: its phase and how its containers ended.
-fn pod_outcome(pod: &Pod) -> (Option<&str>, Vec<(i32, Option<&str>)>) {
+/// What `step::job_view` reads of a pod: its phase, how its containers
+/// ended, and what keeps one from starting.
+fn pod_outcome(pod: &Pod) -> PodOutcome<'_> {
     let status = pod.status.as_ref();
+    let waiting = step::start_problem(pod).map(|w| (w.problem, w.message));
     let ended = status
         .and_then(|s| s.container_statuses.as_ref())
         .map(|cs| {
@@ -386,8 +391,14 @@ fn pod_outcome(pod: &Pod) -> (Option<&str>, Vec<(i32, Option<&str>)>) {
                 .collect()
         })
         .unwrap_or_default();
-    (status.and_then(|s| s.phase.as_deref()), ended)
+    (status.and_then(|s| s.phase.as_deref()), ended, waiting)
 }
+
+type PodOutcome<'a> = (
+    Option<&'a str>,
+    Vec<(i32, Option<&'a str>)>,
+    Option<(crate::plan::step::StartProblem, String)>,
+);
 
 /// Passes an object on only when a projection of it changed since it was
 /// last passed on. Entries are keyed by uid, so a re-created object starts afresh;

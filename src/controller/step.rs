@@ -12,7 +12,7 @@ use tracing::{Instrument, info_span};
 mod gather;
 
 pub(super) use gather::job_failed;
-pub use gather::job_view;
+pub use gather::{job_view, start_problem};
 
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{

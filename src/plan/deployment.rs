@@ -21,7 +21,7 @@
 //!
 //! The Deployment mirrors only what [`StepView::mirrored`] keeps: every
 //! step's phase, and the action, attempt and message of a step that needs a
-//! person's attention. A running step's progress stays on its Step, so a
+//! person's attention (including a running attempt whose container cannot start). A running step's progress stays on its Step, so a
 //! release's status is written at step boundaries rather than on every
 //! attempt (as Tekton's minimal PipelineRun status does).
 
@@ -40,6 +40,8 @@ pub struct StepView {
     pub message: Option<String>,
     pub current_action: Option<String>,
     pub attempt: Option<u32>,
+    /// Its running attempt's container cannot start: that needs attention too.
+    pub cannot_start: bool,
 }
 
 impl StepView {
@@ -51,7 +53,7 @@ impl StepView {
         if self.phase == Phase::Pending {
             self.phase = Phase::Running;
         }
-        if !needs_attention(self.phase) {
+        if !needs_attention(self.phase) && !self.cannot_start {
             self.message = None;
             self.current_action = None;
             self.attempt = None;

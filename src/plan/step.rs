@@ -43,9 +43,11 @@ mod bounds;
 mod gates;
 mod merge;
 mod records;
+mod start;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
 pub use records::{JobDecision, RecordDecision};
+pub use start::{REASON_CANNOT_START, StartProblem, Waiting};
 
 use super::{Owner, PlannedEvent, clock};
 use crate::api::{
@@ -67,6 +69,8 @@ pub struct JobView {
     /// The decision that answered this attempt's failure, as the operator
     /// recorded it on the Job.
     pub decision: Option<JobDecision>,
+    /// While it runs: a container the kubelet cannot start, and why.
+    pub waiting: Option<Waiting>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -262,12 +266,12 @@ impl Planner<'_, '_> {
             match last.outcome {
                 Outcome::Running => {
                     action.phase = ActionPhase::Running;
-                    let msg = format!(
-                        "action {name} ({}/{total}) attempt {} running",
-                        i + 1,
-                        last.number
-                    );
-                    return Verdict::new(Phase::Running, "Running", msg, Some(i));
+                    let head = format!("action {name} ({}/{total})", i + 1);
+                    let v = self.running(&name, head, &last);
+                    return Verdict {
+                        current: Some(i),
+                        ..v
+                    };
                 }
                 Outcome::Succeeded => {
                     action.phase = ActionPhase::Succeeded;

@@ -13,7 +13,7 @@ use crate::api::{ANNOTATION_CREATED_AT, ANNOTATION_RECORDED_DECISION, Step, Step
 use crate::controller::Context;
 use crate::jobs;
 use crate::plan::Owner;
-use crate::plan::step::{AttemptKey, ForeignJob, JobState, JobView};
+use crate::plan::step::{AttemptKey, ForeignJob, JobState, JobView, StartProblem, Waiting};
 
 /// The Step's own Jobs, and the Jobs under its attempts' names that are not its own.
 #[derive(Default)]
@@ -127,6 +127,21 @@ pub fn attempt_stopped(job: &Job, pod: Option<&Pod>) -> bool {
     none_left && (true_condition(job, "Failed").is_some() || pod_done)
 }
 
+/// The first container (init containers first) that the kubelet cannot start.
+pub fn start_problem(pod: &Pod) -> Option<Waiting> {
+    let status = pod.status.as_ref()?;
+    let all = status.init_container_statuses.iter().flatten();
+    all.chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some(Waiting {
+                container: c.name.clone(),
+                problem: StartProblem::from_reason(w.reason.as_deref()?)?,
+                message: w.message.clone().unwrap_or_default(),
+            })
+        })
+}
+
 /// Reads one attempt's outcome from its Job, or earlier from its pod;
 /// `seen` is when the watches first delivered its failure. A failure counts
 /// only once the attempt has stopped (`attempt_stopped`); until then it runs.
@@ -204,7 +219,11 @@ pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> 
     } else {
         JobState::Running
     };
+    let waiting = matches!(state, JobState::Running)
+        .then(|| pod.and_then(start_problem))
+        .flatten();
     JobView {
+        waiting,
         name: job.name_any(),
         created_at: job
             .annotations()

@@ -29,6 +29,7 @@ fn view(i: usize, phase: Phase) -> StepSlot {
         message: Some(format!("m{i}")),
         current_action: Some("a".into()),
         attempt: Some(1),
+        cannot_start: false,
     })
 }
 
@@ -372,4 +373,21 @@ proptest::proptest! {
             proptest::prop_assert_eq!(p.status.conditions, previous.conditions);
         }
     }
+}
+
+#[test]
+fn a_running_step_whose_container_cannot_start_is_mirrored_with_its_message() {
+    let StepSlot::Ours(v) = view(0, Phase::Running) else {
+        unreachable!()
+    };
+    assert_eq!(
+        v.clone().mirrored().message,
+        None,
+        "progress stays on the Step"
+    );
+    let stuck = StepView {
+        cannot_start: true,
+        ..v
+    };
+    assert_eq!(stuck.mirrored().message.as_deref(), Some("m0"));
 }

@@ -109,6 +109,7 @@ impl World {
                     created_at: Some(now),
                     state: JobState::Running,
                     decision: None,
+                    waiting: None,
                 },
             );
             self.created.push((action, c.attempt, now));
@@ -540,6 +541,7 @@ fn adopts_a_job_created_before_a_lost_status_write() {
             created_at: Some(t(0.0)),
             state: JobState::Running,
             decision: None,
+            waiting: None,
         },
     );
     let p = w.step(t(1.0));
@@ -1070,4 +1072,51 @@ proptest! {
             now += SignedDuration::from_secs(1);
         }
     }
+}
+
+#[test]
+fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
+    let mut w = World::new(spec(&["a"], retries(1, 10), false));
+    w.step(t(0.0));
+    let job = w.jobs.get_mut(&("a".into(), 1)).unwrap();
+    job.waiting = Some(Waiting {
+        container: "main".into(),
+        problem: StartProblem::ImagePullBackOff,
+        message: "Back-off pulling image \"x:1\"".into(),
+    });
+    let p = w.step(t(1.0));
+    let msg = w.status.message.clone().unwrap_or_default();
+    assert!(
+        msg.contains("attempt 1 cannot start: container main: ImagePullBackOff: Back-off pulling"),
+        "{msg}"
+    );
+    assert_eq!(
+        w.phase(),
+        Phase::Running,
+        "still its attempt: no failure yet"
+    );
+    let warned: Vec<_> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "AttemptCannotStart" && e.warning)
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", p.events);
+    assert!(
+        w.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == REASON_CANNOT_START)
+    );
+    // The same problem again: no new Event.
+    let p = w.step(t(2.0));
+    assert!(p.events.iter().all(|e| e.reason != "AttemptCannotStart"));
+    // It starts after all: the message says running again.
+    w.jobs.get_mut(&("a".into(), 1)).unwrap().waiting = None;
+    w.step(t(3.0));
+    assert!(
+        w.status
+            .message
+            .unwrap_or_default()
+            .ends_with("attempt 1 running")
+    );
 }

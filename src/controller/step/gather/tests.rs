@@ -113,3 +113,45 @@ proptest::proptest! {
         }
     }
 }
+
+fn waiting_pod(reason: &str) -> Pod {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus};
+    let mut p = pod("Pending");
+    let status = p.status.as_mut().unwrap();
+    status.container_statuses = Some(vec![ContainerStatus {
+        name: "main".into(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: Some("the kubelet's words".into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    p
+}
+
+#[test]
+fn a_container_that_cannot_start_is_read_from_its_waiting_reason() {
+    use crate::plan::step::StartProblem;
+    let j = job(&[], 1, 0);
+    for (reason, problem) in [
+        ("ErrImagePull", StartProblem::ErrImagePull),
+        ("ImagePullBackOff", StartProblem::ImagePullBackOff),
+        (
+            "CreateContainerConfigError",
+            StartProblem::CreateContainerConfigError,
+        ),
+        ("InvalidImageName", StartProblem::InvalidImageName),
+    ] {
+        let view = job_view(&j, Some(&waiting_pod(reason)), None);
+        assert_eq!(view.state, JobState::Running);
+        let w = view.waiting.expect(reason);
+        assert_eq!((w.problem, w.container.as_str()), (problem, "main"));
+        assert_eq!(w.message, "the kubelet's words");
+    }
+    // A start under way is not a problem.
+    let view = job_view(&j, Some(&waiting_pod("ContainerCreating")), None);
+    assert_eq!(view.waiting, None);
+}
