@@ -1,4 +1,4 @@
-//! The `stepwise` command line: `controller`, `crds`, `version`.
+//! The `stepwise` command line: `controller`, `crds`, `version`, `probe`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
