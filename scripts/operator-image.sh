@@ -8,8 +8,13 @@
 #
 #   scripts/operator-image.sh          build target/oci/stepwise-<version>.tar and import it
 #   scripts/operator-image.sh --no-import
+#   scripts/operator-image.sh --binary PATH [--tag TAG]
+#                                      pack that binary instead (e.g. a stripped
+#                                      copy of target/debug/stepwise, as
+#                                      tests/in-cluster.sh does: no release build),
+#                                      as stepwise.local/stepwise:TAG
 #
-# The binary, the first present of: target/x86_64-unknown-linux-musl/release/
+# Without --binary, the binary is the first present of: target/x86_64-unknown-linux-musl/release/
 # (as the Dockerfile builds it), target/x86_64-unknown-linux-gnu/release/
 # (static glibc, no musl toolchain needed:
 #   RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu --bin stepwise
@@ -31,22 +36,34 @@ OUT_DIR="$ROOT/target/oci"
 log() { printf '[operator-image] %s\n' "$*" >&2; }
 die() { printf '[operator-image] error: %s\n' "$*" >&2; exit 1; }
 
+usage() { echo "usage: $0 [--no-import] [--binary PATH] [--tag TAG]" >&2; exit 2; }
 import=1
-case "${1:-}" in
-  "") ;;
-  --no-import) import=0 ;;
-  *) echo "usage: $0 [--no-import]" >&2; exit 2 ;;
-esac
+bin=""
+tag=""
+while (($# > 0)); do
+  case "$1" in
+    --no-import) import=0 ;;
+    --binary) (($# > 1)) || usage; bin="$2"; shift ;;
+    --tag) (($# > 1)) || usage; tag="$2"; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)"
 [[ -n "$version" ]] || die "cannot read the version from Cargo.toml"
-ref="stepwise.local/stepwise:$version"
+tag="${tag:-$version}"
+[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "--tag $tag is not a valid image tag"
+ref="stepwise.local/stepwise:$tag"
 
-bin=""
-for b in "$ROOT/target/x86_64-unknown-linux-musl/release/stepwise" "$ROOT/target/x86_64-unknown-linux-gnu/release/stepwise" \
-  "$ROOT/target/release/stepwise"; do
-  if [[ -x "$b" ]]; then bin="$b"; break; fi
-done
+if [[ -n "$bin" ]]; then
+  [[ -x "$bin" ]] || die "--binary $bin is not an executable file"
+else
+  for b in "$ROOT/target/x86_64-unknown-linux-musl/release/stepwise" "$ROOT/target/x86_64-unknown-linux-gnu/release/stepwise" \
+    "$ROOT/target/release/stepwise"; do
+    if [[ -x "$b" ]]; then bin="$b"; break; fi
+  done
+fi
 [[ -n "$bin" ]] || die "no release binary: run \`cargo build --release --bin stepwise\` first"
 "$bin" version >/dev/null 2>&1 || die "$bin does not run (\`$bin version\` failed)"
 
@@ -95,7 +112,7 @@ cat >"$work/config.json" <<EOF
 }
 EOF
 mkdir -p "$OUT_DIR"
-out="$OUT_DIR/stepwise-$version.tar"
+out="$OUT_DIR/stepwise-$tag.tar"
 digest="$(python3 "$ROOT/scripts/lib/oci-archive.py" "$out" "$ref" "$rootfs" "$work/config.json")"
 echo "built $ref ($linkage binary, manifest $digest): ${out#"$ROOT"/} ($(du -h "$out" | cut -f1))"
 

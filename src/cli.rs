@@ -1,11 +1,13 @@
-//! The `stepwise` command line: `controller`, `crds`, `version`.
+//! The `stepwise` command line: `controller`, `crds`, `version`, `probe`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 
 use crate::controller::{self, Settings};
@@ -31,6 +33,27 @@ pub enum Command {
     Crds,
     /// Print the version.
     Version,
+    /// GET a probe path of a running controller; exit 0 on a 2xx answer (an
+    /// exec probe, where the kernel chose the controller's ports).
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// The controller's probe address, e.g. 127.0.0.1:8081.
+    #[arg(
+        long,
+        conflicts_with = "address_file",
+        required_unless_present = "address_file"
+    )]
+    pub address: Option<SocketAddr>,
+    /// A file holding that address: `<dir>/probes.addr` of the controller's
+    /// --bound-addresses-dir.
+    #[arg(long)]
+    pub address_file: Option<PathBuf>,
+    /// The path to GET: /readyz or /healthz.
+    #[arg(default_value = "/readyz")]
+    pub path: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -56,6 +79,11 @@ pub struct ControllerArgs {
     /// Where /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub health_probe_bind_address: SocketAddr,
+    /// Write the bound addresses to <dir>/metrics.addr and <dir>/probes.addr
+    /// (port 0 in a bind address: the port the kernel chose), for
+    /// `stepwise probe --address-file`.
+    #[arg(long)]
+    pub bound_addresses_dir: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "STEPWISE_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -92,6 +120,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Controller(args) => run_controller(args).await,
+        Command::Probe(args) => {
+            let answer = telemetry::probe(args.address, args.address_file.as_deref(), &args.path)?;
+            println!("{answer}");
+            Ok(())
+        }
     }
 }
 
@@ -105,6 +138,7 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
     let server = telemetry::serve(
         args.metrics_bind_address,
         args.health_probe_bind_address,
+        args.bound_addresses_dir.clone(),
         metrics.clone(),
         health.clone(),
     );
@@ -138,20 +172,50 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
             std::process::id()
         );
         let secs = args.lease_duration.as_secs().max(2);
-        let manager = LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
-            .with_namespace(&namespace)
-            .with_parameters(LeaseParams::new(identity.clone(), secs, (secs / 3).max(1)))
-            .build()
-            .await
-            .map_err(|e| Error::Lease(e.to_string()))?;
+        let build = || {
+            LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
+                .with_namespace(&namespace)
+                .with_parameters(LeaseParams::new(identity.clone(), secs, (secs / 3).max(1)))
+                .build()
+        };
+        let manager = build().await.map_err(|e| Error::Lease(e.to_string()))?;
         // A standby replica is ready once it could take over: the CRDs are served.
         controller::check_crds(&client, args.namespace.as_deref()).await?;
         health.set_ready(true);
-        let (mut leading, lease_task) = manager.watch().await;
+        let (mut leading, mut lease_task) = manager.watch().await;
         tracing::info!(lease = %args.leader_election_id, %namespace, %identity, "waiting to become leader");
-        tokio::select! {
-            _ = leading.wait_for(|l| *l) => {}
-            _ = shutdown_signal() => return Ok(()),
+        // kube-lease-manager's standby sleeps until the lease it saw expires:
+        // a lease that a leader released when it stopped cleanly would wait
+        // for up to a whole lease duration (and a replica started meanwhile
+        // would take it first). So the standby also reads the Lease every
+        // 2 s (client-go's retry period) and, once it sees it released,
+        // starts a new manager, which takes an orphaned lease at once.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        loop {
+            let outcome = tokio::select! {
+                r = leading.wait_for(|l| *l) => if r.is_ok() { Wait::Leading } else { Wait::TaskEnded },
+                _ = lease_released(&leases, &args.leader_election_id) => Wait::Released,
+                _ = shutdown_signal() => return Ok(()),
+            };
+            match outcome {
+                Wait::Leading => break,
+                Wait::TaskEnded => {
+                    let why = match lease_task.await {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(_)) => "it stopped".into(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(Error::Lease(format!("the lease task ended: {why}")));
+                }
+                Wait::Released => {
+                    tracing::info!(lease = %args.leader_election_id, "the lease was released; trying to take it");
+                    // A standby's task only reads the Lease or tries to lock
+                    // it under our identity, which the new manager renews.
+                    lease_task.abort();
+                    let manager = build().await.map_err(|e| Error::Lease(e.to_string()))?;
+                    (leading, lease_task) = manager.watch().await;
+                }
+            }
         }
         tracing::info!("became leader");
         metrics.leader.set(1);
@@ -178,6 +242,33 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
     tokio::select! {
         r = work => r,
         r = server => r,
+    }
+}
+
+/// What ended a standby's wait.
+enum Wait {
+    Leading,
+    TaskEnded,
+    Released,
+}
+
+/// Resolves once the Lease, seen held, is seen without a holder (a leader
+/// that stopped cleanly released it). Reads it every 2 s; errors are retried.
+async fn lease_released(leases: &Api<Lease>, name: &str) {
+    let mut held = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let Ok(Some(lease)) = leases.get_opt(name).await else {
+            continue;
+        };
+        let holder = lease
+            .spec
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty());
+        if held && holder.is_none() {
+            return;
+        }
+        held = holder.is_some();
     }
 }
 

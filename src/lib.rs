@@ -43,6 +43,8 @@ pub enum Error {
     Lease(String),
     #[error("the {0} caches stopped before they were filled")]
     CacheStopped(&'static str),
+    #[error("probe failed: {0}")]
+    Probe(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

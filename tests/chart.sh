@@ -141,6 +141,7 @@ schema_rejects_bad_values() {
   schema_rejects --set metricsPort=70000
   schema_rejects --set noSuchValue=1
   schema_rejects --set pdb.maxUnavailable=half
+  schema_rejects --set hostNetwork=yes
 }
 
 refuses_replicas_without_leader_election() {
@@ -189,6 +190,28 @@ renders_namespaced_mode() {
   expect_eq "Roles in rbac.yaml" "$(grep -c '^kind: Role$' <<<"$role")" 1
   expect_eq "RoleBindings in rbac.yaml" "$(grep -c '^kind: RoleBinding$' <<<"$role")" 1
   expect_eq "their namespace" "$(grep -c '^  namespace: team-a$' <<<"$role")" 2
+}
+
+# hostNetwork: loopback binds on kernel-chosen ports, no (host) ports, exec
+# probes of the replica's own address; the default render has none of it.
+renders_host_network_mode() {
+  local out dep
+  out="$(render --set hostNetwork=true --set replicaCount=2)"
+  dep="$(h template stepwise "$CHART" --namespace stepwise-system --set hostNetwork=true \
+    --show-only templates/deployment.yaml)"
+  expect_has "hostNetwork" "$out" "hostNetwork: true"
+  expect_has "args" "$out" "- --metrics-bind-address=127.0.0.1:0"
+  expect_has "args" "$out" "- --health-probe-bind-address=127.0.0.1:0"
+  expect_has "args" "$out" "- --bound-addresses-dir=/run/stepwise"
+  expect_has "readiness" "$out" 'command: ["/stepwise", "probe", "--address-file=/run/stepwise/probes.addr", "/readyz"]'
+  expect_has "liveness" "$out" 'command: ["/stepwise", "probe", "--address-file=/run/stepwise/probes.addr", "/healthz"]'
+  expect_has "volume" "$out" "mountPath: /run/stepwise"
+  expect_lacks "ports" "$dep" "ports:"
+  expect_lacks "bind" "$out" "- --metrics-bind-address=0.0.0.0:8080"
+  if grep -q "0\.0\.0\.0" <<<"$dep"; then echo "hostNetwork binds 0.0.0.0"; return 1; fi
+  out="$(render)"
+  expect_lacks "default" "$out" "hostNetwork: true"
+  expect_lacks "default" "$out" "- --bound-addresses-dir=/run/stepwise"
 }
 
 renders_without_leader_election() {
@@ -598,6 +621,7 @@ check "values.schema.json rejects bad values" schema_rejects_bad_values
 check "refuses replicaCount > 1 without leader election" refuses_replicas_without_leader_election
 check "renders all-namespaces mode" renders_default_mode
 check "renders namespaced mode (Role, --namespace)" renders_namespaced_mode
+check "renders hostNetwork mode (127.0.0.1:0, exec probes, no ports)" renders_host_network_mode
 check "renders without leader election" renders_without_leader_election
 check "renders ServiceMonitor and PDB when enabled" renders_servicemonitor_and_pdb_when_enabled
 check "RBAC rules are commented, no wildcards, no Secrets" rbac_rules_are_commented_and_minimal

@@ -80,6 +80,17 @@ fn start(component: &str, cmdline: &[String]) {
         format!("{}\n", child.id()),
     )
     .expect("pid file");
+    // The start time recorded by scripts/cluster.sh is the old process's:
+    // without it, scripts/lib/proc.sh judges the new one by its command line
+    // (which names this checkout), so `cluster.sh down` still stops it.
+    let start = state().join("pids").join(format!("{component}.start"));
+    if let Err(e) = std::fs::remove_file(&start) {
+        assert!(
+            e.kind() == std::io::ErrorKind::NotFound,
+            "cannot remove {}: {e}",
+            start.display()
+        );
+    }
 }
 
 async fn api_server_back() {
