@@ -207,6 +207,7 @@ mod tests {
                         }),
                     },
                     timeout_seconds: Some(600),
+                    start_timeout_seconds: None,
                 }],
                 ..Default::default()
             },

@@ -12,7 +12,7 @@ pub use status::{
     ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord,
     EarlierDecisions, Outcome, Phase, StepStatus, condition_types,
 };
-pub use step::{Action, Approval, Step, StepSpec, StepType};
+pub use step::{Action, Approval, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType};
 
 /// API group of every Stepwise kind.
 pub const GROUP: &str = "stepwise.dev";

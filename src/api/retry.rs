@@ -47,10 +47,11 @@ pub struct RetryOn {
     #[schemars(length(max = 32))]
     pub exit_codes: Vec<i32>,
     /// Failure reasons that make a failure retryable: `Error` (non-zero exit),
-    /// `OOMKilled`, `DeadlineExceeded` (action timeout), `JobDeleted`, `PodFailed`.
+    /// `OOMKilled`, `DeadlineExceeded` (action timeout), `JobDeleted`, `PodFailed`,
+    /// `StartTimeout` (the container did not start within `startTimeoutSeconds`).
     #[serde(default)]
     #[schemars(length(max = 8))]
-    #[x_kube(validation = Rule::new("self.all(r, r in ['Error', 'OOMKilled', 'DeadlineExceeded', 'JobDeleted', 'PodFailed', 'BackoffLimitExceeded'])").message("reasons may be Error, OOMKilled, DeadlineExceeded, JobDeleted, PodFailed or BackoffLimitExceeded"))]
+    #[x_kube(validation = Rule::new("self.all(r, r in ['Error', 'OOMKilled', 'DeadlineExceeded', 'JobDeleted', 'PodFailed', 'BackoffLimitExceeded', 'StartTimeout'])").message("reasons may be Error, OOMKilled, DeadlineExceeded, JobDeleted, PodFailed, BackoffLimitExceeded or StartTimeout"))]
     pub reasons: Vec<String>,
 }
 

@@ -93,7 +93,7 @@ pub struct AttemptStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub failure_seen_at: Option<Timestamp>,
-    /// Why it failed: Error, OOMKilled, DeadlineExceeded, BackoffLimitExceeded, JobDeleted, PodFailed.
+    /// Why it failed: Error, OOMKilled, DeadlineExceeded, BackoffLimitExceeded, JobDeleted, PodFailed, StartTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The container's exit code, where its pod reported one.

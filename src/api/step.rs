@@ -81,6 +81,25 @@ pub struct Action {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub timeout_seconds: Option<i64>,
+    /// How long an attempt may go without starting its container (an image that
+    /// cannot be pulled, a bad config, or no pod at all) before it fails with
+    /// reason `StartTimeout`, counted from the attempt's start. Default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_timeout_seconds: Option<i64>,
+}
+
+/// The start timeout of an action that sets none.
+pub const DEFAULT_START_TIMEOUT_SECONDS: i64 = 300;
+
+impl Action {
+    /// `startTimeoutSeconds`, or its default.
+    pub fn start_timeout(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(
+            self.start_timeout_seconds
+                .unwrap_or(DEFAULT_START_TIMEOUT_SECONDS),
+        )
+    }
 }
 
 /// A person's answer to a ManualIntervention step.

@@ -10,6 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
 mod gather;
+mod stuck;
 
 pub(super) use gather::job_failed;
 pub use gather::{job_view, start_problem};
@@ -234,6 +235,12 @@ async fn apply(
     }
 
     record(step, ctx, planned).await?;
+    let ns = step.namespace().unwrap_or_default();
+    stuck::delete(
+        &Api::namespaced(ctx.client.clone(), &ns),
+        &planned.delete_jobs,
+    )
+    .await?;
     let mut changed_meanwhile = false;
     for key in &planned.remove_annotations {
         changed_meanwhile |= !super::annotations::remove_if_unchanged(&api, step, key).await?;

@@ -10,6 +10,8 @@
 //! | none                               |                                         | create attempt 1; Running                               |
 //! | Running                            | its Job exists                          | Running, nothing to do                                  |
 //! | Running                            | its Job is gone                         | attempt Failed (JobDeleted), then as Failed below       |
+//! | Running                            | cannot start, or no pod; now < start + startTimeout | Running; requeue at start + startTimeout |
+//! | Running                            | cannot start, or no pod; now >= start + startTimeout | attempt Failed (StartTimeout), its Job deleted; then as Failed below |
 //! | Succeeded                          |                                         | next action (all done: step Succeeded)                  |
 //! | Failed k                           | retryable, k < 1 + limit, now < due     | Retrying; `nextAttemptAt` = first seen + delay; requeue |
 //! | Failed k                           | retryable, k < 1 + limit, now >= due    | create attempt k + 1; Running                           |
@@ -47,7 +49,7 @@ mod start;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
 pub use records::{JobDecision, RecordDecision};
-pub use start::{REASON_CANNOT_START, StartProblem, Waiting};
+pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
 
 use super::{Owner, PlannedEvent, clock};
 use crate::api::{
@@ -71,6 +73,8 @@ pub struct JobView {
     pub decision: Option<JobDecision>,
     /// While it runs: a container the kubelet cannot start, and why.
     pub waiting: Option<Waiting>,
+    /// While it runs: the Job has no pod at all (admission refused it, say).
+    pub no_pod: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -163,6 +167,9 @@ pub struct StepPlan {
     pub record_decisions: Vec<RecordDecision>,
     /// The approval to record on the Step (after the status write).
     pub record_approval: Option<ApprovalRecord>,
+    /// Jobs of attempts failed for `StartTimeout`, to delete (after the
+    /// status write, which alone records the failure).
+    pub delete_jobs: Vec<String>,
 }
 
 pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepPlan {
@@ -260,6 +267,9 @@ impl Planner<'_, '_> {
                 }
                 continue;
             }
+            // A running attempt past its start timeout fails here, then
+            // reads as any failed attempt below.
+            self.start_timeout(i, action);
             let Some(last) = action.attempts.last().cloned() else {
                 return self.start(action, i, 1);
             };
@@ -482,6 +492,7 @@ impl Planner<'_, '_> {
         };
         // Every decision on its Job before the list is trimmed.
         let record_decisions = records::unrecorded(&self.decisions, &self.obs.jobs);
+        let delete_jobs = start::stuck_jobs(&actions, &self.obs.jobs);
         actions.iter_mut().for_each(bounds::trim_attempts);
         let mut earlier_decisions = previous.earlier_decisions.clone();
         bounds::trim_decisions(&mut self.decisions, &mut earlier_decisions, &actions);
@@ -512,6 +523,7 @@ impl Planner<'_, '_> {
             requeue_now: self.requeue_now,
             record_decisions,
             record_approval,
+            delete_jobs,
         }
     }
 }

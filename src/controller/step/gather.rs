@@ -219,11 +219,17 @@ pub fn job_view(job: &Job, pod: Option<&Pod>, seen: Option<jiff::Timestamp>) -> 
     } else {
         JobState::Running
     };
-    let waiting = matches!(state, JobState::Running)
-        .then(|| pod.and_then(start_problem))
-        .flatten();
+    let running = matches!(state, JobState::Running);
+    let waiting = running.then(|| pod.and_then(start_problem)).flatten();
+    // No pod in the cache and none the Job controller counts: not a cache
+    // a moment behind a Job that has one.
+    let counted = job
+        .status
+        .as_ref()
+        .map_or(0, |s| s.active.unwrap_or(0) + s.terminating.unwrap_or(0));
     JobView {
         waiting,
+        no_pod: running && pod.is_none() && counted == 0,
         name: job.name_any(),
         created_at: job
             .annotations()

@@ -66,6 +66,7 @@ mod tests {
                             name: a.to_string(),
                             template: Default::default(),
                             timeout_seconds: None,
+                            start_timeout_seconds: None,
                         })
                         .collect(),
                 })

@@ -16,6 +16,7 @@ fn spec(n: usize, guided: bool) -> DeploymentSpec {
                     name: "a".into(),
                     template: Default::default(),
                     timeout_seconds: None,
+                    start_timeout_seconds: None,
                 }],
             })
             .collect(),

@@ -24,6 +24,7 @@ fn spec(actions: &[&str], retries: Option<RetryPolicy>, guided: bool) -> StepSpe
                 name: n.to_string(),
                 template: Default::default(),
                 timeout_seconds: None,
+                start_timeout_seconds: None,
             })
             .collect(),
     }
@@ -110,6 +111,7 @@ impl World {
                     state: JobState::Running,
                     decision: None,
                     waiting: None,
+                    no_pod: false,
                 },
             );
             self.created.push((action, c.attempt, now));
@@ -542,6 +544,7 @@ fn adopts_a_job_created_before_a_lost_status_write() {
             state: JobState::Running,
             decision: None,
             waiting: None,
+            no_pod: false,
         },
     );
     let p = w.step(t(1.0));
@@ -1120,3 +1123,5 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
             .ends_with("attempt 1 running")
     );
 }
+
+mod start_timeout;
