@@ -1,6 +1,7 @@
 //! Releases run by the operator on the real node of the local cluster: what
 //! Stepwise does with the outcomes the kubelet decides (a pod that outlives
-//! its deadline, root images, exit codes, the OOM killer).
+//! its deadline, root images, exit codes, the OOM killer, an image that
+//! cannot be pulled and its start timeout).
 //!
 //! Every test fails, saying how to start one, when the cluster has no real
 //! node: they are never skipped silently.
@@ -335,5 +336,64 @@ async fn an_image_that_cannot_be_pulled_is_in_the_status_and_a_warning() {
         },
     )
     .await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_cannot_be_pulled_fails_each_attempt_after_its_start_timeout() {
+    let (ns, _op) = setup("real-starttimeout").await;
+    real_node(&ns.client).await;
+    let image = "registry.invalid/stepwise/missing:1";
+    let mut action = real_action("pull", image, "true", json!({}), json!({}));
+    action["startTimeoutSeconds"] = json!(3);
+    let retries =
+        json!({ "limit": 1, "delaySeconds": 1, "retryOn": { "reasons": ["StartTimeout"] } });
+    start_release(&ns, "st", retries, vec![action]).await;
+    let status = step_status(&ns, "st", Phase::Failed).await;
+    let timeout = Some("StartTimeout".to_string());
+    assert_eq!(
+        attempts(&status),
+        vec![(1, timeout.clone(), None), (2, timeout, None)],
+        "each attempt failed its start timeout, retried once under retryOn: {status:?}"
+    );
+    for a in &status.actions[0].attempts {
+        let m = a.message.as_deref().unwrap_or_default();
+        assert!(
+            m.starts_with("did not start within 3 s: container main: ")
+                && (m.contains("ErrImagePull") || m.contains("ImagePullBackOff")),
+            "the message names the start problem: {a:?}"
+        );
+    }
+    // The stuck Jobs are deleted, and their pods with them.
+    let (jobs, pods): (Api<Job>, Api<Pod>) = (ns.api(), ns.api());
+    common::wait_until(
+        Duration::from_secs(60),
+        "both attempts' Jobs and pods gone",
+        || {
+            let (jobs, pods) = (jobs.clone(), pods.clone());
+            async move {
+                for k in 1..=2 {
+                    let name = job_name("st-run", "pull", k);
+                    let job = jobs.get_opt(&name).await.map_err(|e| e.to_string())?;
+                    let left = pods_of(&pods, &name).await;
+                    if job.is_some() || !left.is_empty() {
+                        return Err(format!(
+                            "Job {name} present: {}; pods: {}",
+                            job.is_some(),
+                            left.len()
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // Status still says StartTimeout once the Jobs are gone (never JobDeleted).
+    let steps: Api<Step> = ns.api();
+    let step = steps.get("st-run").await.expect("get step");
+    let after = step.status.expect("a status");
+    assert_eq!(after.phase, Some(Phase::Failed));
+    assert_eq!(attempts(&after), attempts(&status), "{after:?}");
     ns.cleanup().await;
 }

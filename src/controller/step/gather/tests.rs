@@ -155,3 +155,13 @@ fn a_container_that_cannot_start_is_read_from_its_waiting_reason() {
     let view = job_view(&j, Some(&waiting_pod("ContainerCreating")), None);
     assert_eq!(view.waiting, None);
 }
+
+#[test]
+fn a_running_job_has_no_pod_only_when_none_is_cached_or_counted() {
+    assert!(job_view(&job(&[], 0, 0), None, None).no_pod);
+    // The Job controller counts a pod the cache has not delivered yet.
+    assert!(!job_view(&job(&[], 1, 0), None, None).no_pod);
+    assert!(!job_view(&job(&[], 0, 0), Some(&pod("Pending")), None).no_pod);
+    // A finished attempt is never "without a pod".
+    assert!(!job_view(&job(&["Failed"], 0, 0), None, None).no_pod);
+}
