@@ -248,6 +248,17 @@ fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
             ],
         ),
         (
+            "start timeout of zero seconds",
+            n("d"),
+            with_step(
+                json!({ "name": "s", "actions": [{ "name": "a", "startTimeoutSeconds": 0, "template": { "spec": { "containers": [{ "name": "m" }] } } }] }),
+            ),
+            vec![
+                "spec.steps[0].actions[0].startTimeoutSeconds",
+                "greater than or equal to 1",
+            ],
+        ),
+        (
             "instructions over 4096 characters",
             n("d"),
             with_step(
