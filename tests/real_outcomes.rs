@@ -244,26 +244,48 @@ async fn exit_code_1_is_not_retried_under_retry_on_exit_codes_75() {
     ns.cleanup().await;
 }
 
+/// How often the OOM test runs its release again when containerd 1.6
+/// reported a memory kill as `Error` 137 (a race between its OOM and exit
+/// events, fixed in containerd 1.7): the operator can only act on what the
+/// runtime says, so such a run proves nothing about `retryOn.reasons`.
+const OOM_RUNS: usize = 3;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oom_kill_is_retried_under_retry_on_reasons() {
-    let (ns, _op) = setup("real-oomretry").await;
-    let (_, image) = real_node(&ns.client).await;
-    // dd's 64 MiB block is four times the limit, at every attempt.
-    let limits = json!({ "resources": {
-        "limits": { "memory": "16Mi" }, "requests": { "memory": "16Mi" },
-    } });
-    let command = "dd if=/dev/zero of=/dev/null bs=64M count=4";
-    let action = real_action("hog", &image, command, json!({}), limits);
-    let retries = json!({ "limit": 1, "delaySeconds": 0, "retryOn": { "reasons": ["OOMKilled"] } });
-    start_release(&ns, "oom", retries, vec![action]).await;
-    let status = step_status(&ns, "oom", Phase::Failed).await;
     let oom = (Some("OOMKilled".to_string()), Some(137));
-    assert_eq!(
-        attempts(&status),
-        vec![(1, oom.0.clone(), oom.1), (2, oom.0, oom.1)],
-        "the OOM kill was retried once, then the retries ran out: {status:?}"
-    );
-    ns.cleanup().await;
+    let mut seen = Vec::new();
+    for run in 1..=OOM_RUNS {
+        let (ns, _op) = setup("real-oomretry").await;
+        let (_, image) = real_node(&ns.client).await;
+        // dd's 64 MiB block is four times the limit, at every attempt.
+        let limits = json!({ "resources": {
+            "limits": { "memory": "16Mi" }, "requests": { "memory": "16Mi" },
+        } });
+        let command = "dd if=/dev/zero of=/dev/null bs=64M count=4";
+        let action = real_action("hog", &image, command, json!({}), limits);
+        let retries =
+            json!({ "limit": 1, "delaySeconds": 0, "retryOn": { "reasons": ["OOMKilled"] } });
+        start_release(&ns, "oom", retries, vec![action]).await;
+        let status = step_status(&ns, "oom", Phase::Failed).await;
+        let got = attempts(&status);
+        ns.cleanup().await;
+        let runtime_race = got
+            .iter()
+            .any(|a| a.1.as_deref() == Some("Error") && a.2 == Some(137));
+        if runtime_race && run < OOM_RUNS {
+            eprintln!(
+                "run {run}: containerd reported the OOM kill as Error 137 ({got:?}); running again"
+            );
+            seen.push(got);
+            continue;
+        }
+        assert_eq!(
+            got,
+            vec![(1, oom.0.clone(), oom.1), (2, oom.0.clone(), oom.1)],
+            "the OOM kill was retried once, then the retries ran out (earlier runs: {seen:?}): {status:?}"
+        );
+        return;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
