@@ -491,8 +491,16 @@ impl PodIndex {
         }
     }
 
-    /// The Job's newest pod in `store`.
-    pub fn newest(&self, store: &Store<Pod>, ns: &str, job: &str) -> Option<Arc<Pod>> {
+    /// The newest pod in `store` of the Job named `job` whose uid is
+    /// `job_uid`: a Job deleted and made again under the same name (a
+    /// re-created Step's attempt) must not read its predecessor's pod.
+    pub fn newest(
+        &self,
+        store: &Store<Pod>,
+        ns: &str,
+        job: &str,
+        job_uid: Option<&str>,
+    ) -> Option<Arc<Pod>> {
         let mut m = self.names.lock().ok()?;
         let key = (ns.to_string(), job.to_string());
         let names = m.get_mut(&key)?;
@@ -506,6 +514,11 @@ impl PodIndex {
         }
         found
             .into_iter()
+            .filter(|p| {
+                p.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == job_uid)
+            })
             .max_by_key(|p| p.creation_timestamp().map(|t| t.0))
     }
 }

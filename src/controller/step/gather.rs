@@ -82,7 +82,9 @@ pub fn gather(step: &Step, ctx: &Context, previous: &StepStatus, ns: &str, name:
                 found.foreign.insert(key, foreign_job(&job));
                 continue;
             }
-            let pod = ctx.pods_by_job.newest(&ctx.pods, ns, &job_name);
+            let pod = ctx
+                .pods_by_job
+                .newest(&ctx.pods, ns, &job_name, job.uid().as_deref());
             let seen = ctx.failures_seen.get(ns, &job_name);
             found
                 .views
