@@ -70,7 +70,9 @@ pub async fn real_node(client: &Client) -> (String, String) {
         if let Some(found) = names.iter().find(|n| n.starts_with(TEST_IMAGE_PREFIX)) {
             return (name, found.clone());
         }
-        if started.elapsed() > Duration::from_secs(30) {
+        // The kubelet refreshes the images it reports every ~30 s, and after an
+        // API server restart (tests/outage.rs) the list can be empty for a while.
+        if started.elapsed() > Duration::from_secs(120) {
             panic!(
                 "{}",
                 no_real_node(&format!(
