@@ -45,10 +45,10 @@ test: packages-test ## unit + integration tests; starts the local cluster when n
 	scripts/with-cluster.sh scripts/test.sh
 
 test-build: ## build every test binary (what `make test` runs), without running them
-	cargo test --no-run --lib --bins --tests
+	cargo test --workspace --no-run --lib --bins --tests
 
 test-unit: ## tests that need no cluster
-	cargo test --lib --bins
+	cargo test --workspace --lib --bins
 
 chaos: packages-demo tools-cluster ## the crash test at full size: 50 releases, 20 SIGKILLs of the operator
 	STEPWISE_CHAOS_RELEASES=50 STEPWISE_CHAOS_KILLS=20 scripts/with-cluster.sh cargo test --test operations survives_sigkill -- --nocapture
@@ -59,7 +59,7 @@ crds: ## regenerate crds/ from the Rust types
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --all

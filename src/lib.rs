@@ -1,15 +1,12 @@
 //! Stepwise: releases as ordered steps of Jobs, with step retries and guided failure.
 
-pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod crd;
-pub mod jobs;
-pub mod plan;
 pub mod plugin;
-pub mod retry;
-pub mod status;
 pub mod telemetry;
+
+// The decision core, under the paths the shell and the tests have always used.
+pub use stepwise_core::{api, crd, jobs, plan, retry, status};
 
 /// The crate's one error type. Every variant says what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +21,14 @@ pub enum Error {
     Config(String),
     #[error("invalid object: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Core(#[from] stepwise_core::Error),
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: &'static str,
         #[source]
         source: serde_json::Error,
     },
-    #[error("cannot render YAML: {0}")]
-    Yaml(String),
     #[error("cannot serve {what} on {address}: {source}")]
     Serve {
         what: &'static str,

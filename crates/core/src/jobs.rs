@@ -9,7 +9,8 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
 };
-use kube::{Resource, ResourceExt, api::ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::Error;

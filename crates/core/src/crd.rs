@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn crds_dir_is_up_to_date() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/stepwise.dev.yaml");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/stepwise.dev.yaml");
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == yaml().unwrap(),
