@@ -179,6 +179,23 @@ renders_default_mode() {
   expect_eq "Roles" "$(grep -c '^kind: Role$' <<<"$out")" 1
 }
 
+# The admission policies (who decided, who may): on by default, scoped to
+# the watched namespace in namespaced mode, left out when disabled.
+renders_admission_policies() {
+  local out
+  out="$(render)"
+  for kind in MutatingAdmissionPolicy MutatingAdmissionPolicyBinding \
+    ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding; do
+    expect_has "kinds" "$out" "kind: $kind"
+  done
+  expect_eq "operator exempt" "$(grep -c 'system:serviceaccount:stepwise-system:stepwise\\"' <<<"$out")" 2
+  out="$(render --set watchNamespace=team-a)"
+  expect_eq "namespace selectors" "$(grep -c 'kubernetes.io/metadata.name: team-a$' <<<"$out")" 2
+  out="$(render --set admissionPolicies.enabled=false)"
+  expect_lacks "kinds" "$out" "kind: MutatingAdmissionPolicy"
+  expect_lacks "kinds" "$out" "kind: ValidatingAdmissionPolicy"
+}
+
 renders_namespaced_mode() {
   local out role
   out="$(render --set watchNamespace=team-a)"
@@ -621,6 +638,7 @@ check "values.schema.json rejects bad values" schema_rejects_bad_values
 check "refuses replicaCount > 1 without leader election" refuses_replicas_without_leader_election
 check "renders all-namespaces mode" renders_default_mode
 check "renders namespaced mode (Role, --namespace)" renders_namespaced_mode
+check "renders the admission policies (on by default, off by a value)" renders_admission_policies
 check "renders hostNetwork mode (127.0.0.1:0, exec probes, no ports)" renders_host_network_mode
 check "renders without leader election" renders_without_leader_election
 check "renders ServiceMonitor and PDB when enabled" renders_servicemonitor_and_pdb_when_enabled

@@ -1,7 +1,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Phase, RetryPolicy, StepType};
+use super::{Action, Approvers, Phase, RetryPolicy, StepType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// A release: ordered steps, each an ordered list of actions run as Jobs.
@@ -38,6 +38,10 @@ pub struct DeploymentSpec {
     #[schemars(length(min = 1, max = 50))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("step names must be unique within a deployment"))]
     pub steps: Vec<DeploymentStep>,
+    /// Who may take guided-failure decisions on this release (on the
+    /// Deployment or its Steps); enforced by the API server (see `Approvers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
 }
 
 /// One step of a release, as written in the Deployment.
@@ -46,6 +50,7 @@ pub struct DeploymentSpec {
 #[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
+#[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvers)").message("approvers are for ManualIntervention steps; who may decide a Run step's guided failure is the Deployment's spec.approvers"))]
 pub struct DeploymentStep {
     /// The step's name, a DNS label unique within the deployment.
     #[schemars(
@@ -68,6 +73,9 @@ pub struct DeploymentStep {
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
     pub actions: Vec<Action>,
+    /// Who may approve or reject this ManualIntervention step (see `Approvers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
 }
 
 /// What the operator reports about a release.

@@ -12,7 +12,9 @@ pub use status::{
     ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord,
     EarlierDecisions, Outcome, Phase, StepStatus, condition_types,
 };
-pub use step::{Action, Approval, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType};
+pub use step::{
+    Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType,
+};
 
 /// API group of every Stepwise kind.
 pub const GROUP: &str = "stepwise.dev";
@@ -28,6 +30,10 @@ pub const LABEL_ATTEMPT: &str = "stepwise.dev/attempt";
 pub const ANNOTATION_DECISION: &str = "stepwise.dev/guided-failure-decision";
 /// Set on a ManualIntervention Step: `approved` or `rejected`.
 pub const ANNOTATION_APPROVAL: &str = "stepwise.dev/approval";
+/// Stamped by the API server (the `stepwise-decided-by` MutatingAdmissionPolicy)
+/// with the user who set a decision or approval annotation; the operator
+/// records it as the decision's `by`.
+pub const ANNOTATION_DECIDED_BY: &str = "stepwise.dev/decided-by";
 /// On a Job: when the operator created it, to the millisecond (creationTimestamp
 /// has whole seconds), so an adopted attempt keeps its exact start.
 pub const ANNOTATION_CREATED_AT: &str = "stepwise.dev/created-at";

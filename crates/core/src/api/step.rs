@@ -49,6 +49,29 @@ pub struct StepSpec {
     #[schemars(length(max = 20))]
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
     pub actions: Vec<Action>,
+    /// Who may answer this Step: approve or reject it (ManualIntervention) or
+    /// decide after its retries ran out (guided failure). Enforced by the API
+    /// server through the `stepwise-approvers` ValidatingAdmissionPolicy;
+    /// unset, anyone who may annotate the Step may. Copied from the
+    /// Deployment's step (ManualIntervention) or the Deployment (Run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+}
+
+/// The users and groups that may decide or approve. A request is allowed
+/// when its user is listed or it belongs to a listed group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.groups) + size(self.users) > 0").message("approvers needs at least one group or user: an empty list would let no one decide"))]
+pub struct Approvers {
+    /// Kubernetes groups (as the API server authenticates them, e.g. `release-managers`).
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub groups: Vec<String>,
+    /// Kubernetes user names (e.g. `alice@example.com`, `system:serviceaccount:ci:deployer`).
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub users: Vec<String>,
 }
 
 /// The kind of a step.

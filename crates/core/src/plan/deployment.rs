@@ -161,6 +161,10 @@ pub fn step_spec(spec: &DeploymentSpec, index: usize) -> Option<StepSpec> {
         retries,
         guided_failure: spec.guided_failure,
         actions: s.actions.clone(),
+        approvers: match s.type_ {
+            StepType::Run => spec.approvers.clone(),
+            StepType::ManualIntervention => s.approvers.clone(),
+        },
     })
 }
 

@@ -27,6 +27,7 @@ fn spec(actions: &[&str], retries: Option<RetryPolicy>, guided: bool) -> StepSpe
                 start_timeout_seconds: None,
             })
             .collect(),
+        approvers: None,
     }
 }
 
