@@ -396,28 +396,3 @@ fn count(
         }
     }
 }
-
-/// Consecutive refused Job creates per Step, so that the tries back off.
-/// Kept in memory: a restarted operator simply starts the backoff again.
-#[derive(Default)]
-pub struct Refusals {
-    counts: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
-}
-
-impl Refusals {
-    /// Counts one more refusal and returns how many in a row.
-    fn count(&self, ns: &str, name: &str) -> u32 {
-        let Ok(mut m) = self.counts.lock() else {
-            return 1;
-        };
-        let n = m.entry((ns.to_string(), name.to_string())).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    fn clear(&self, ns: &str, name: &str) {
-        if let Ok(mut m) = self.counts.lock() {
-            m.remove(&(ns.to_string(), name.to_string()));
-        }
-    }
-}
