@@ -20,8 +20,8 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
     ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
-use crate::plan::PlannedEvent;
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
+use crate::plan::{EventReason, PlannedEvent};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -327,7 +327,11 @@ async fn reject(
     ctx.step_status
         .write(&api, &ns, &step.name_any(), &status)
         .await?;
-    publish::<_, Job>(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
+    publish::<_, Job>(
+        ctx,
+        step,
+        &[PlannedEvent::warning(EventReason::JobRejected, message)],
+    );
     Ok(())
 }
 
@@ -343,12 +347,12 @@ fn count(
     let m = &ctx.metrics;
     for e in &planned.events {
         match e.reason {
-            "AttemptStarted" => m.attempt("started"),
-            "AttemptFailed" => m.attempt("failed"),
-            "RetryScheduled" => {
+            EventReason::AttemptStarted => m.attempt("started"),
+            EventReason::AttemptFailed => m.attempt("failed"),
+            EventReason::RetryScheduled => {
                 m.retries_scheduled.inc();
             }
-            "GuidedFailure" => {
+            EventReason::GuidedFailure => {
                 m.guided_failures.inc();
             }
             _ => {}
@@ -361,7 +365,11 @@ fn count(
             .iter()
             .any(|p| p.action == d.action && p.attempt == d.attempt)
     }) {
-        if planned.events.iter().any(|e| e.reason == "DecisionApplied") {
+        if planned
+            .events
+            .iter()
+            .any(|e| e.reason == EventReason::DecisionApplied)
+        {
             m.decision(d.decision);
         }
     }

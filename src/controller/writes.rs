@@ -73,9 +73,9 @@ where
             } else {
                 EventType::Normal
             },
-            reason: e.reason.into(),
+            reason: e.reason.as_str().into(),
             note: Some(e.note.chars().take(1000).collect()),
-            action: e.reason.into(),
+            action: e.reason.as_str().into(),
             secondary: e.related.as_ref().map(|name| ObjectReference {
                 api_version: Some(R::api_version(&()).into()),
                 kind: Some(R::kind(&()).into()),
