@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
@@ -31,15 +31,8 @@ pub struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabel {
-    pub decision: DecisionValue,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum DecisionValue {
-    retry,
-    ignore,
-    abort,
+    /// As the annotation spells it (`Decision::as_str`): retry, ignore, abort.
+    pub decision: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -178,13 +171,10 @@ impl Metrics {
     }
 
     pub fn decision(&self, d: Decision) {
-        let decision = match d {
-            Decision::Retry => DecisionValue::retry,
-            Decision::Ignore => DecisionValue::ignore,
-            Decision::Abort => DecisionValue::abort,
-        };
         self.decisions
-            .get_or_create(&DecisionLabel { decision })
+            .get_or_create(&DecisionLabel {
+                decision: d.as_str(),
+            })
             .inc();
     }
 

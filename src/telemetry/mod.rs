@@ -8,7 +8,6 @@ mod probes;
 
 pub use logs::init_tracing;
 pub use metrics::{
-    CONTROLLERS, ControllerLabel, DecisionLabel, DecisionValue, Metrics, PhaseLabel,
-    ReconcileLabels, ResultLabel,
+    CONTROLLERS, ControllerLabel, DecisionLabel, Metrics, PhaseLabel, ReconcileLabels, ResultLabel,
 };
 pub use probes::{Health, probe, serve};
