@@ -6,7 +6,8 @@ use std::fmt::Write;
 use jiff::Timestamp;
 
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, Deployment, Outcome, Phase, Step,
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, Approval, Decision, Deployment, Outcome,
+    Phase, Step,
 };
 use crate::plan::step::describe;
 
@@ -24,11 +25,11 @@ impl Ask {
     /// The annotation and value that carry the request.
     pub fn annotation(self) -> (&'static str, &'static str) {
         match self {
-            Ask::Retry => (ANNOTATION_DECISION, "retry"),
-            Ask::Ignore => (ANNOTATION_DECISION, "ignore"),
-            Ask::Abort => (ANNOTATION_DECISION, "abort"),
-            Ask::Approve => (ANNOTATION_APPROVAL, "approved"),
-            Ask::Reject => (ANNOTATION_APPROVAL, "rejected"),
+            Ask::Retry => (ANNOTATION_DECISION, Decision::Retry.as_str()),
+            Ask::Ignore => (ANNOTATION_DECISION, Decision::Ignore.as_str()),
+            Ask::Abort => (ANNOTATION_DECISION, Decision::Abort.as_str()),
+            Ask::Approve => (ANNOTATION_APPROVAL, Approval::Approved.as_str()),
+            Ask::Reject => (ANNOTATION_APPROVAL, Approval::Rejected.as_str()),
         }
     }
 

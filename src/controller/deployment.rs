@@ -15,11 +15,11 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, Deployment, DeploymentStatus, FIELD_MANAGER,
     LABEL_DEPLOYMENT, Phase, Step,
 };
-use crate::plan::PlannedEvent;
 use crate::plan::deployment::{
     DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
 };
 use crate::plan::handoff::{Handoff, handoffs};
+use crate::plan::{EventReason, PlannedEvent};
 use crate::{Error, KubeContext, Result};
 
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
@@ -178,7 +178,11 @@ async fn reject(
         ctx.deployment_status
             .write(api, &ns, &name, &status)
             .await?;
-        publish::<_, Step>(ctx, d, &[PlannedEvent::warning("StepRejected", message)]);
+        publish::<_, Step>(
+            ctx,
+            d,
+            &[PlannedEvent::warning(EventReason::StepRejected, message)],
+        );
         ctx.metrics
             .deployment_phase(format!("{ns}/{name}"), Some(Phase::Failed));
         Ok(Action::await_change())

@@ -20,8 +20,8 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
     ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
-use crate::plan::PlannedEvent;
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
+use crate::plan::{EventReason, PlannedEvent};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -327,7 +327,11 @@ async fn reject(
     ctx.step_status
         .write(&api, &ns, &step.name_any(), &status)
         .await?;
-    publish::<_, Job>(ctx, step, &[PlannedEvent::warning("JobRejected", message)]);
+    publish::<_, Job>(
+        ctx,
+        step,
+        &[PlannedEvent::warning(EventReason::JobRejected, message)],
+    );
     Ok(())
 }
 
@@ -343,12 +347,12 @@ fn count(
     let m = &ctx.metrics;
     for e in &planned.events {
         match e.reason {
-            "AttemptStarted" => m.attempt("started"),
-            "AttemptFailed" => m.attempt("failed"),
-            "RetryScheduled" => {
+            EventReason::AttemptStarted => m.attempt("started"),
+            EventReason::AttemptFailed => m.attempt("failed"),
+            EventReason::RetryScheduled => {
                 m.retries_scheduled.inc();
             }
-            "GuidedFailure" => {
+            EventReason::GuidedFailure => {
                 m.guided_failures.inc();
             }
             _ => {}
@@ -361,7 +365,11 @@ fn count(
             .iter()
             .any(|p| p.action == d.action && p.attempt == d.attempt)
     }) {
-        if planned.events.iter().any(|e| e.reason == "DecisionApplied") {
+        if planned
+            .events
+            .iter()
+            .any(|e| e.reason == EventReason::DecisionApplied)
+        {
             m.decision(d.decision);
         }
     }
@@ -393,31 +401,6 @@ fn count(
                 );
             m.retry_delay_error
                 .observe(created_at.duration_since(due).as_secs_f64());
-        }
-    }
-}
-
-/// Consecutive refused Job creates per Step, so that the tries back off.
-/// Kept in memory: a restarted operator simply starts the backoff again.
-#[derive(Default)]
-pub struct Refusals {
-    counts: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
-}
-
-impl Refusals {
-    /// Counts one more refusal and returns how many in a row.
-    fn count(&self, ns: &str, name: &str) -> u32 {
-        let Ok(mut m) = self.counts.lock() else {
-            return 1;
-        };
-        let n = m.entry((ns.to_string(), name.to_string())).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    fn clear(&self, ns: &str, name: &str) {
-        if let Ok(mut m) = self.counts.lock() {
-            m.remove(&(ns.to_string(), name.to_string()));
         }
     }
 }

@@ -16,8 +16,6 @@ pub use step::{
     Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType,
 };
 
-/// API group of every Stepwise kind.
-pub const GROUP: &str = "stepwise.dev";
 /// On a Step (and its Jobs and pods): the Deployment it belongs to.
 pub const LABEL_DEPLOYMENT: &str = "stepwise.dev/deployment";
 /// On a Job and its pod: the Step that owns it.

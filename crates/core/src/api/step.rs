@@ -141,4 +141,11 @@ impl Approval {
             _ => None,
         }
     }
+    /// As the annotation spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Approved => "approved",
+            Approval::Rejected => "rejected",
+        }
+    }
 }

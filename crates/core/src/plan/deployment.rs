@@ -28,7 +28,7 @@
 use jiff::Timestamp;
 
 pub use super::Owner;
-use super::PlannedEvent;
+use super::{EventReason, PlannedEvent};
 use crate::api::{DeploymentSpec, DeploymentStatus, Phase, StepSpec, StepSummary, StepType};
 use crate::status::{GuidedFailure, Health, conditions};
 
@@ -218,7 +218,9 @@ pub fn plan(
             .unwrap_or_else(|| step_name(name, &s.name));
         let note = deleted_note(&step_ref);
         if was.message.as_deref() != Some(note.as_str()) {
-            events.push(PlannedEvent::warning("StepDeleted", note.clone()).about(&step_ref));
+            events.push(
+                PlannedEvent::warning(EventReason::StepDeleted, note.clone()).about(&step_ref),
+            );
         }
         summaries[i] = StepSummary {
             name: s.name.clone(),
@@ -376,9 +378,9 @@ fn finish(
     let (phase, message) = (w.phase, super::step::capped(w.message));
     if phase.is_terminal() && previous.phase != Some(phase) {
         events.push(if phase == Phase::Succeeded {
-            PlannedEvent::normal("DeploymentSucceeded", message.clone())
+            PlannedEvent::normal(EventReason::DeploymentSucceeded, message.clone())
         } else {
-            PlannedEvent::warning("DeploymentFailed", message.clone())
+            PlannedEvent::warning(EventReason::DeploymentFailed, message.clone())
         });
     }
     if matches!(w.reason, "StepNameTaken" | "JobNamesClash") && previous.phase != Some(phase) {

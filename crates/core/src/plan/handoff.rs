@@ -3,7 +3,7 @@
 //! itself; the same rules then apply on the Step. Nothing waiting for it:
 //! removed with a Warning Event, never ignored silently.
 
-use super::PlannedEvent;
+use super::{EventReason, PlannedEvent};
 use crate::api::{ANNOTATION_APPROVAL, ANNOTATION_DECISION, DeploymentStatus, Phase};
 
 /// What to do with one annotation on a Deployment.
@@ -41,14 +41,14 @@ pub fn handoffs(
             ANNOTATION_DECISION,
             decision,
             Phase::WaitingForDecision,
-            "DecisionIgnored",
+            EventReason::DecisionIgnored,
             "a decision",
         ),
         (
             ANNOTATION_APPROVAL,
             approval,
             Phase::WaitingForApproval,
-            "ApprovalIgnored",
+            EventReason::ApprovalIgnored,
             "an approval",
         ),
     ]
@@ -130,7 +130,7 @@ mod tests {
             match &h[..] {
                 [Handoff::Ignore { key, event }] => {
                     assert_eq!(*key, ANNOTATION_DECISION);
-                    assert!(event.warning && event.reason == "DecisionIgnored");
+                    assert!(event.warning && event.reason == EventReason::DecisionIgnored);
                     assert!(event.note.contains("abort"));
                 }
                 other => panic!("{phase:?}: {other:?}"),
@@ -138,7 +138,7 @@ mod tests {
         }
         let h = handoffs(&status(Phase::Retrying), None, Some("approved"));
         assert!(
-            matches!(&h[0], Handoff::Ignore { event, .. } if event.reason == "ApprovalIgnored")
+            matches!(&h[0], Handoff::Ignore { event, .. } if event.reason == EventReason::ApprovalIgnored)
         );
         assert!(handoffs(&status(Phase::Running), None, None).is_empty());
     }

@@ -51,7 +51,7 @@ pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
 pub use records::{JobDecision, RecordDecision};
 pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
 
-use super::{Owner, PlannedEvent, clock};
+use super::{EventReason, Owner, PlannedEvent, clock};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
     AttemptStatus, Decision, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
@@ -316,7 +316,7 @@ impl Planner<'_, '_> {
                 {
                     self.events.push(
                         PlannedEvent::normal(
-                            "RetryScheduled",
+                            EventReason::RetryScheduled,
                             format!("action {name} attempt {} at {}", k + 1, clock(due)),
                         )
                         .about(&last.job),
@@ -388,7 +388,7 @@ impl Planner<'_, '_> {
                     self.requeue_now = true;
                     self.events.push(
                         PlannedEvent::normal(
-                            "DecisionApplied",
+                            EventReason::DecisionApplied,
                             format!("{} after action {name} attempt {k} failed", d.as_str()),
                         )
                         .about(&last.job),
@@ -416,7 +416,7 @@ impl Planner<'_, '_> {
             if self.obs.previous.phase != Some(Phase::WaitingForDecision) {
                 self.events.push(
                     PlannedEvent::warning(
-                        "GuidedFailure",
+                        EventReason::GuidedFailure,
                         format!(
                             "action {name} failed after {k} attempt{}; waiting for a decision",
                             plural(k)
@@ -463,9 +463,9 @@ impl Planner<'_, '_> {
         v.message = bounds::capped(v.message);
         if v.phase.is_terminal() && self.obs.previous.phase != Some(v.phase) {
             self.events.push(if v.phase == Phase::Succeeded {
-                PlannedEvent::normal("StepSucceeded", v.message.clone())
+                PlannedEvent::normal(EventReason::StepSucceeded, v.message.clone())
             } else {
-                PlannedEvent::warning("StepFailed", v.message.clone())
+                PlannedEvent::warning(EventReason::StepFailed, v.message.clone())
             });
         }
         let previous = &self.obs.previous;

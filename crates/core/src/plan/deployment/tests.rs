@@ -92,7 +92,11 @@ fn all_succeeded_is_ready() {
     );
     assert_eq!(p.status.phase, Some(Phase::Succeeded));
     assert!(is_true(&p.status.conditions, ct::READY));
-    assert!(p.events.iter().any(|e| e.reason == "DeploymentSucceeded"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::DeploymentSucceeded)
+    );
 }
 
 #[test]
@@ -229,7 +233,11 @@ fn a_succeeded_step_is_never_planned_again() {
     assert_eq!(p.status.steps[0].phase, Phase::Succeeded);
     let note = p.status.steps[0].message.clone().unwrap();
     assert!(note.contains("d-s0 was deleted"), "{note}");
-    let e = p.events.iter().find(|e| e.reason == "StepDeleted").unwrap();
+    let e = p
+        .events
+        .iter()
+        .find(|e| e.reason == EventReason::StepDeleted)
+        .unwrap();
     assert!(e.warning);
     assert_eq!(e.related.as_deref(), Some("d-s0"));
     // Said once.
@@ -262,7 +270,11 @@ fn a_finished_release_reads_as_before_whatever_its_steps_do() {
             assert_eq!(p.status.phase, done.status.phase);
             assert_eq!(p.status.conditions, done.status.conditions);
             assert_eq!(p.status.message, done.status.message);
-            assert!(p.events.iter().all(|e| e.reason == "StepDeleted"));
+            assert!(
+                p.events
+                    .iter()
+                    .all(|e| e.reason == EventReason::StepDeleted)
+            );
         }
     }
 }
@@ -292,7 +304,11 @@ fn a_step_of_another_release_fails_this_one_naming_it() {
         msg.contains("d-s0") && msg.contains("Deployment other"),
         "{msg}"
     );
-    assert!(p.events.iter().any(|e| e.reason == "StepNameTaken"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::StepNameTaken)
+    );
 }
 
 #[test]

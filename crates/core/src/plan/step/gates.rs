@@ -27,8 +27,11 @@ impl Planner<'_, '_> {
             attempt,
         });
         self.events.push(
-            PlannedEvent::normal("AttemptStarted", format!("action {name} attempt {attempt}"))
-                .about(job),
+            PlannedEvent::normal(
+                EventReason::AttemptStarted,
+                format!("action {name} attempt {attempt}"),
+            )
+            .about(job),
         );
         let total = self.spec.actions.len();
         let msg = format!(
@@ -91,7 +94,7 @@ impl Planner<'_, '_> {
     pub(super) fn ignore_approval_annotation(&mut self) {
         self.remove(ANNOTATION_APPROVAL);
         self.events.push(PlannedEvent::warning(
-            "ApprovalIgnored",
+            EventReason::ApprovalIgnored,
             format!(
                 "{ANNOTATION_APPROVAL}={:?} ignored: step is not a ManualIntervention step",
                 self.obs.approval_annotation.unwrap_or_default()
@@ -102,7 +105,7 @@ impl Planner<'_, '_> {
     pub(super) fn ignore_decision_annotation(&mut self) {
         self.remove(ANNOTATION_DECISION);
         self.events.push(PlannedEvent::warning(
-            "DecisionIgnored",
+            EventReason::DecisionIgnored,
             format!(
                 "{ANNOTATION_DECISION}={:?} ignored: the step is not waiting for a decision",
                 self.obs.decision_annotation.unwrap_or_default()
@@ -120,7 +123,7 @@ impl Planner<'_, '_> {
             && Approval::parse(value) != Some(record.approval)
         {
             self.events.push(PlannedEvent::warning(
-                "ApprovalIgnored",
+                EventReason::ApprovalIgnored,
                 format!(
                     "{ANNOTATION_APPROVAL}={value:?} ignored: this step's approval is already recorded"
                 ),
@@ -134,8 +137,8 @@ impl Planner<'_, '_> {
                 decided_at: self.now,
             });
             let (reason, word) = match a {
-                Approval::Approved => ("Approved", "approved"),
-                Approval::Rejected => ("Rejected", "rejected"),
+                Approval::Approved => (EventReason::Approved, "approved"),
+                Approval::Rejected => (EventReason::Rejected, "rejected"),
             };
             self.events.push(PlannedEvent::normal(
                 reason,

@@ -72,7 +72,7 @@ impl Planner<'_, '_> {
                         attempt.message = Some(bounds::capped(message.clone()));
                         self.events.push(
                             PlannedEvent::warning(
-                                "AttemptFailed",
+                                EventReason::AttemptFailed,
                                 format!(
                                     "action {} attempt {} failed: {}",
                                     action.name,
@@ -106,7 +106,7 @@ impl Planner<'_, '_> {
                     ));
                     self.events.push(
                         PlannedEvent::warning(
-                            "AttemptFailed",
+                            EventReason::AttemptFailed,
                             format!(
                                 "action {} attempt {}: Job {} was deleted before it finished",
                                 action.name, attempt.number, attempt.job

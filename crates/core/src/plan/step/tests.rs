@@ -170,7 +170,7 @@ fn no_attempt_yet_creates_attempt_one() {
     let started = p
         .events
         .iter()
-        .find(|e| e.reason == "AttemptStarted")
+        .find(|e| e.reason == EventReason::AttemptStarted)
         .unwrap();
     assert_eq!(
         started.related.as_deref(),
@@ -212,7 +212,11 @@ fn success_moves_to_next_action_then_step_succeeds() {
     assert_eq!(p.create, None);
     assert_eq!(w.phase(), Phase::Succeeded);
     assert!(is_true(&w.status.conditions, ct::READY));
-    assert!(p.events.iter().any(|e| e.reason == "StepSucceeded"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::StepSucceeded)
+    );
 }
 
 #[test]
@@ -237,7 +241,7 @@ fn failure_schedules_retry_of_that_action_only() {
         msg.contains("attempt 1 of 4 failed: exit code 1 (Error); retrying at"),
         "{msg}"
     );
-    for reason in ["AttemptFailed", "RetryScheduled"] {
+    for reason in [EventReason::AttemptFailed, EventReason::RetryScheduled] {
         let e = p.events.iter().find(|e| e.reason == reason).unwrap();
         assert_eq!(
             e.related.as_deref(),
@@ -322,7 +326,7 @@ fn exhausted_without_guided_failure_fails_the_step() {
         w.status.message.as_deref(),
         Some("action a failed after 2 attempts: exit code 2 (Error)")
     );
-    assert!(p.events.iter().any(|e| e.reason == "StepFailed"));
+    assert!(p.events.iter().any(|e| e.reason == EventReason::StepFailed));
     assert_eq!(w.status.conditions[0].reason, "RetriesExhausted");
     // Nothing after a final failure, ever.
     let p = w.step(t(100.0));
@@ -393,7 +397,11 @@ fn exhausted_with_guided_failure_waits_for_a_decision() {
         "{}",
         g.message
     );
-    assert!(p.events.iter().any(|e| e.reason == "GuidedFailure"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::GuidedFailure)
+    );
     // Waiting is stable: no new event, no Job.
     let p = w.step(t(500.0));
     assert_eq!(p.create, None);
@@ -530,7 +538,11 @@ fn decision_annotation_when_nothing_to_decide_is_removed_with_a_warning() {
     w.decision = Some("retry".into());
     let p = w.step(t(1.0));
     assert!(p.removes(ANNOTATION_DECISION));
-    assert!(p.events.iter().any(|e| e.reason == "DecisionIgnored"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::DecisionIgnored)
+    );
     assert!(w.status.decisions.is_empty());
 }
 
@@ -624,7 +636,7 @@ fn manual_intervention_waits_then_approved_or_rejected() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.reason == "ApprovalIgnored" && e.warning)
+            .any(|e| e.reason == EventReason::ApprovalIgnored && e.warning)
     );
 }
 
@@ -698,7 +710,7 @@ fn an_approval_on_a_run_step_is_removed_with_a_warning() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.reason == "ApprovalIgnored" && e.warning)
+            .any(|e| e.reason == EventReason::ApprovalIgnored && e.warning)
     );
     assert!(w.status.approval.is_none());
 }
@@ -747,7 +759,7 @@ fn a_wiped_approval_is_rebuilt_from_the_step() {
     assert_eq!(w.status.approval, before);
     assert!(p.record_approval.is_none());
     assert!(
-        p.events.iter().all(|e| e.reason != "Approved"),
+        p.events.iter().all(|e| e.reason != EventReason::Approved),
         "{:?}",
         p.events
     );
@@ -879,7 +891,7 @@ fn a_foreign_job_is_never_an_attempt_and_is_waited_for() {
     let e = p
         .events
         .iter()
-        .find(|e| e.reason == "JobNameTaken")
+        .find(|e| e.reason == EventReason::JobNameTaken)
         .unwrap();
     assert!(e.warning);
     assert!(p.requeue_at.is_some_and(|at| at > t(0.0)));
@@ -909,7 +921,11 @@ fn a_running_attempt_under_a_foreign_job_is_dropped_not_job_deleted() {
     let p = w.step(t(1.0));
     assert_eq!(p.create, None);
     assert!(w.status.actions[0].attempts.is_empty());
-    assert!(p.events.iter().all(|e| e.reason != "AttemptFailed"));
+    assert!(
+        p.events
+            .iter()
+            .all(|e| e.reason != EventReason::AttemptFailed)
+    );
 }
 
 #[test]
@@ -934,7 +950,7 @@ fn a_refused_create_waits_with_the_servers_words_and_counts_nothing() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.reason == "JobCreateFailed" && e.warning)
+            .any(|e| e.reason == EventReason::JobCreateFailed && e.warning)
     );
     w.refused = None;
     let p = w.step(t(4.0));
@@ -1102,7 +1118,7 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     let warned: Vec<_> = p
         .events
         .iter()
-        .filter(|e| e.reason == "AttemptCannotStart" && e.warning)
+        .filter(|e| e.reason == EventReason::AttemptCannotStart && e.warning)
         .collect();
     assert_eq!(warned.len(), 1, "{:?}", p.events);
     assert!(
@@ -1113,7 +1129,11 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
     // The same problem again: no new Event.
     let p = w.step(t(2.0));
-    assert!(p.events.iter().all(|e| e.reason != "AttemptCannotStart"));
+    assert!(
+        p.events
+            .iter()
+            .all(|e| e.reason != EventReason::AttemptCannotStart)
+    );
     // It starts after all: the message says running again.
     w.jobs.get_mut(&("a".into(), 1)).unwrap().waiting = None;
     w.step(t(3.0));

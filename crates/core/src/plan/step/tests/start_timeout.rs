@@ -74,7 +74,11 @@ fn at_the_deadline_a_container_that_cannot_start_fails_the_attempt() {
     );
     assert_eq!(a.failure_seen_at, Some(t(5.0)));
     assert_eq!(p.delete_jobs, vec!["rel-migrate-a-1".to_string()]);
-    assert!(p.events.iter().any(|e| e.reason == "AttemptFailed"));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == EventReason::AttemptFailed)
+    );
     assert_eq!(w.phase(), Phase::Failed);
 }
 

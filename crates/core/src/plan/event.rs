@@ -1,0 +1,159 @@
+//! The Events the planners ask the shell to publish, and their reasons as
+//! one enum: the shell's metrics and the tests match on it, and
+//! [`EventReason::as_str`] is the only place a reason is spelled.
+
+/// Why an Event is published (its `reason`, PascalCase as Kubernetes spells them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    AttemptStarted,
+    AttemptFailed,
+    AttemptCannotStart,
+    RetryScheduled,
+    GuidedFailure,
+    DecisionApplied,
+    DecisionIgnored,
+    Approved,
+    Rejected,
+    ApprovalIgnored,
+    JobNameTaken,
+    JobCreateFailed,
+    /// The API server refused a Step's Job for good.
+    JobRejected,
+    StepSucceeded,
+    StepFailed,
+    StepDeleted,
+    StepNameTaken,
+    /// The API server refused a Deployment's Step for good.
+    StepRejected,
+    JobNamesClash,
+    DeploymentSucceeded,
+    DeploymentFailed,
+    /// A reason still passed as a string by code not converted yet
+    /// (`plan/step/start.rs`, which another change is moving); kept as given.
+    Other(&'static str),
+}
+
+impl EventReason {
+    /// Every listed reason (not [`EventReason::Other`]).
+    pub const ALL: [EventReason; 21] = [
+        Self::AttemptStarted,
+        Self::AttemptFailed,
+        Self::AttemptCannotStart,
+        Self::RetryScheduled,
+        Self::GuidedFailure,
+        Self::DecisionApplied,
+        Self::DecisionIgnored,
+        Self::Approved,
+        Self::Rejected,
+        Self::ApprovalIgnored,
+        Self::JobNameTaken,
+        Self::JobCreateFailed,
+        Self::JobRejected,
+        Self::StepSucceeded,
+        Self::StepFailed,
+        Self::StepDeleted,
+        Self::StepNameTaken,
+        Self::StepRejected,
+        Self::JobNamesClash,
+        Self::DeploymentSucceeded,
+        Self::DeploymentFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AttemptStarted => "AttemptStarted",
+            Self::AttemptFailed => "AttemptFailed",
+            Self::AttemptCannotStart => "AttemptCannotStart",
+            Self::RetryScheduled => "RetryScheduled",
+            Self::GuidedFailure => "GuidedFailure",
+            Self::DecisionApplied => "DecisionApplied",
+            Self::DecisionIgnored => "DecisionIgnored",
+            Self::Approved => "Approved",
+            Self::Rejected => "Rejected",
+            Self::ApprovalIgnored => "ApprovalIgnored",
+            Self::JobNameTaken => "JobNameTaken",
+            Self::JobCreateFailed => "JobCreateFailed",
+            Self::JobRejected => "JobRejected",
+            Self::StepSucceeded => "StepSucceeded",
+            Self::StepFailed => "StepFailed",
+            Self::StepDeleted => "StepDeleted",
+            Self::StepNameTaken => "StepNameTaken",
+            Self::StepRejected => "StepRejected",
+            Self::JobNamesClash => "JobNamesClash",
+            Self::DeploymentSucceeded => "DeploymentSucceeded",
+            Self::DeploymentFailed => "DeploymentFailed",
+            Self::Other(name) => name,
+        }
+    }
+}
+
+/// A name spelled as a string becomes its listed reason when there is one.
+impl From<&'static str> for EventReason {
+    fn from(name: &'static str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .unwrap_or(Self::Other(name))
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An Event the controller should publish about the object it reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: EventReason,
+    pub note: String,
+    /// The object the Event is also about (a Step's Job, a Deployment's
+    /// Step). Events are aggregated by reason and objects, not by note, so
+    /// without it a second attempt's Event would only bump the first's count.
+    pub related: Option<String>,
+}
+
+impl PlannedEvent {
+    pub fn normal(reason: impl Into<EventReason>, note: impl Into<String>) -> Self {
+        Self {
+            warning: false,
+            reason: reason.into(),
+            note: note.into(),
+            related: None,
+        }
+    }
+    pub fn warning(reason: impl Into<EventReason>, note: impl Into<String>) -> Self {
+        Self {
+            warning: true,
+            reason: reason.into(),
+            note: note.into(),
+            related: None,
+        }
+    }
+    pub fn about(mut self, related: impl Into<String>) -> Self {
+        self.related = Some(related.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_distinct() {
+        for r in EventReason::ALL {
+            assert_eq!(EventReason::from(r.as_str()), r);
+        }
+        let mut names: Vec<_> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), EventReason::ALL.len());
+        assert_eq!(
+            EventReason::from("AttemptFailed"),
+            EventReason::AttemptFailed
+        );
+    }
+}

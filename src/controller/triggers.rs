@@ -1,0 +1,406 @@
+//! What wakes what. Each watch feeds a reflector (its cache) and then a
+//! trigger stream, so a reconcile never reads a cache older than the event
+//! that woke it. Only changes of what a reconcile reads pass on:
+//! - a Job or pod wakes the Step named in its labels when its outcome (what
+//!   `step::job_view` reads) changes, or when it vanishes; the other updates
+//!   of their lives (scheduled, ready, counters) do not;
+//! - a Step wakes itself on its spec, its annotations and a missing status,
+//!   and its Deployment when what the Deployment mirrors of it changes;
+//! - a Deployment wakes on creation, its annotations and a missing status.
+
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt, future, stream};
+use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::sync::Arc;
+
+use super::state::{FailureClock, PodIndex};
+use super::{api, deployment, step};
+use crate::api::{Deployment, LABEL_STEP, Step};
+use crate::telemetry::Metrics;
+
+/// The Job and pod caches, and the Steps their changes wake.
+pub(super) struct StepWatches<W> {
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub wake_steps: W,
+}
+
+/// Watches the Jobs and pods labelled with a Step, keeping only what
+/// reconciles read (status, labels and owners), and stamps failures on the clock.
+pub(super) fn job_and_pod_watches(
+    client: &Client,
+    ns: Option<&str>,
+    clock: Arc<FailureClock>,
+    index: Arc<PodIndex>,
+) -> StepWatches<impl Stream<Item = ObjectRef<Step>> + Send + 'static> {
+    let managed = watcher::Config::default().labels(LABEL_STEP);
+    let (jobs, job_writer) = reflector::store::<Job>();
+    let job_events = reflector::reflector(
+        job_writer,
+        watcher(api::<Job>(client, ns), managed.clone())
+            .default_backoff()
+            .modify(|j: &mut Job| {
+                j.managed_fields_mut().clear();
+                j.spec = None;
+            }),
+    );
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watcher(api::<Pod>(client, ns), managed)
+            .default_backoff()
+            .modify(trim_pod),
+    );
+    let mut job_outcomes = Changes::default();
+    let job_clock = clock.clone();
+    let mut pod_outcomes = Changes::default();
+    let wake_steps = stream::select(
+        job_events.filter_map(move |event| {
+            future::ready(job_woken(event, &job_clock, &mut job_outcomes))
+        }),
+        pod_events.filter_map(move |event| {
+            future::ready(pod_woken(event, &clock, &index, &mut pod_outcomes))
+        }),
+    );
+    StepWatches {
+        jobs,
+        pods,
+        wake_steps,
+    }
+}
+
+fn job_woken(
+    event: watcher::Result<watcher::Event<Job>>,
+    clock: &FailureClock,
+    outcomes: &mut Changes,
+) -> Option<ObjectRef<Step>> {
+    let woken = match logged(event) {
+        Some(watcher::Event::Delete(job)) => {
+            // Later events of a failed Job can stamp it again after
+            // its Step recorded the failure; its deletion ends that.
+            clock.forget(&job.namespace().unwrap_or_default(), &job.name_any());
+            Some(job)
+        }
+        Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
+            if step::job_failed(&job) {
+                clock.saw(job.namespace(), Some(job.name_any()));
+            }
+            Some(job).filter(|j| outcomes.changed(j, job_outcome(j)))
+        }
+        _ => None,
+    };
+    woken.and_then(|j| step_of(&j))
+}
+
+fn pod_woken(
+    event: watcher::Result<watcher::Event<Pod>>,
+    clock: &FailureClock,
+    index: &PodIndex,
+    outcomes: &mut Changes,
+) -> Option<ObjectRef<Step>> {
+    let woken = match logged(event) {
+        Some(watcher::Event::Delete(pod)) => Some(pod),
+        Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+            index.add(&pod);
+            let outcome = pod_outcome(&pod);
+            if outcome.0 == Some("Failed") {
+                clock.saw(
+                    pod.namespace(),
+                    pod.labels().get(PodIndex::JOB_LABEL).cloned(),
+                );
+            }
+            let changed = outcomes.changed(&pod, outcome);
+            Some(pod).filter(|_| changed)
+        }
+        _ => None,
+    };
+    woken.and_then(|p| step_of(&p))
+}
+
+/// The Step cache (one watch serves both controllers), the Steps to
+/// reconcile and the Deployments to reconcile.
+pub(super) struct StepWatch<A, D> {
+    pub steps: Store<Step>,
+    pub asked: A,
+    pub wake_deployments: D,
+}
+
+pub(super) fn step_watch(
+    steps: Api<Step>,
+) -> StepWatch<
+    impl Stream<Item = ObjectRef<Step>> + Send + 'static,
+    impl Stream<Item = ObjectRef<Deployment>> + Send + 'static,
+> {
+    let (store, step_writer) = reflector::store::<Step>();
+    let (ask_step, step_asked) = futures::channel::mpsc::unbounded::<ObjectRef<Step>>();
+    let step_events = reflector::reflector(
+        step_writer,
+        watcher(steps, watcher::Config::default())
+            .default_backoff()
+            .modify(|s: &mut Step| s.managed_fields_mut().clear()),
+    );
+    let (mut asked, mut mirrored) = (Changes::default(), Changes::default());
+    let wake_deployments = step_events.filter_map(move |event| {
+        let woken = match logged(event) {
+            // A Step deleted by hand: its Deployment creates it again unless
+            // its step had finished (then it only notes the deletion).
+            Some(watcher::Event::Delete(s)) => Some(s),
+            Some(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                // Its status is otherwise the operator's own write, and its Jobs wake it.
+                let gone = s.status.as_ref().and_then(|st| st.phase).is_none();
+                if asked.changed(&s, asks(&s, gone))
+                    && let Some(ns) = s.namespace()
+                {
+                    // Only fails once the Step controller has stopped.
+                    let _ = ask_step.unbounded_send(ObjectRef::new(&s.name_any()).within(&ns));
+                }
+                // Its phase, or its detail while it needs attention.
+                Some(s).filter(|s| mirrored.changed(s, deployment::view(s).mirrored()))
+            }
+            _ => None,
+        };
+        future::ready(woken.and_then(|s| deployment_of(&s)))
+    });
+    StepWatch {
+        steps: store,
+        asked: step_asked,
+        wake_deployments,
+    }
+}
+
+/// What an object asks of its reconciler: its spec (generation), its
+/// annotations (decisions, approvals), and a status gone (wiped, or restored
+/// from a backup without it). "Gone" includes the CRD's default
+/// `{observedGeneration: -1}` that the API server puts in place of a wiped status.
+fn asks<K: Resource>(obj: &K, status_gone: bool) -> impl std::hash::Hash + '_ {
+    (obj.meta().generation, obj.annotations(), status_gone)
+}
+
+/// The Deployment cache and the Deployments whose changes ask for a
+/// reconcile. A deleted one leaves the phase gauge here: there is nothing
+/// left to reconcile.
+pub(super) fn deployment_watch(
+    deployments: Api<Deployment>,
+    gauges: Arc<Metrics>,
+) -> (
+    Store<Deployment>,
+    impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store::<Deployment>();
+    let events = reflector::reflector(
+        writer,
+        watcher(deployments, watcher::Config::default())
+            .default_backoff()
+            .modify(|d: &mut Deployment| {
+                d.managed_fields_mut().clear();
+                // kubectl's client-side apply keeps a second copy of the spec here.
+                d.annotations_mut().remove(LAST_APPLIED);
+            }),
+    );
+    let mut deployment_asked = Changes::default();
+    let triggers = events.filter_map(move |event| {
+        let asked = match logged(event) {
+            Some(watcher::Event::Delete(d)) => {
+                let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+                gauges.deployment_phase(key, None);
+                None
+            }
+            Some(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => Some(d).filter(|d| {
+                let gone = d.status.as_ref().and_then(|st| st.phase).is_none();
+                deployment_asked.changed(d, asks(d, gone))
+            }),
+            _ => None,
+        };
+        future::ready(asked.map(Ok::<_, watcher::Error>))
+    });
+    (store, triggers)
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Keeps of a pod what `step::job_view` reads: labels, owners, phase and
+/// container states. The cache holds one per attempt, so this is most of its size.
+fn trim_pod(p: &mut Pod) {
+    p.managed_fields_mut().clear();
+    p.spec = None;
+    if let Some(status) = p.status.as_mut() {
+        status.conditions = None;
+        status.pod_ips = None;
+        status.host_ips = None;
+        // Init containers stay: one that cannot start is reported too.
+        for c in status
+            .init_container_statuses
+            .iter_mut()
+            .chain(status.container_statuses.iter_mut())
+            .flatten()
+        {
+            c.image = String::new();
+            c.image_id = String::new();
+            c.last_state = None;
+            c.volume_mounts = None;
+            c.resources = None;
+            c.allocated_resources = None;
+        }
+    }
+}
+
+/// What `step::job_view` reads of a Job's status: its conditions, completion and pod counts.
+fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
+    let status = job.status.as_ref();
+    let conditions: Vec<_> = status
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        conditions,
+        status.is_some_and(|s| s.completion_time.is_some()),
+        // A failed attempt counts once its pod stopped: the counts falling to 0 wake it.
+        status.and_then(|s| s.active),
+        status.and_then(|s| s.terminating),
+    )
+}
+
+/// What `step::job_view` reads of a pod: its phase, how its containers
+/// ended, and what keeps one from starting.
+fn pod_outcome(pod: &Pod) -> PodOutcome<'_> {
+    let status = pod.status.as_ref();
+    let waiting = step::start_problem(pod).map(|w| (w.problem, w.message));
+    let ended = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| (t.exit_code, t.reason.as_deref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    (status.and_then(|s| s.phase.as_deref()), ended, waiting)
+}
+
+type PodOutcome<'a> = (
+    Option<&'a str>,
+    Vec<(i32, Option<&'a str>)>,
+    Option<(crate::plan::step::StartProblem, String)>,
+);
+
+/// Passes an object on only when a projection of it changed since it was
+/// last passed on. Entries are keyed by uid, so a re-created object starts afresh;
+/// the map is pruned of objects not seen for an hour as it grows.
+struct Changes {
+    seen: std::collections::HashMap<String, (u64, Instant)>,
+    pruned: Instant,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self {
+            seen: std::collections::HashMap::new(),
+            pruned: Instant::now(),
+        }
+    }
+}
+
+impl Changes {
+    const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+    fn changed<K: Resource, P: std::hash::Hash>(&mut self, obj: &K, projection: P) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&projection);
+        let now = Instant::now();
+        if now.duration_since(self.pruned) > Self::FORGET_AFTER {
+            self.seen
+                .retain(|_, (_, at)| now.duration_since(*at) < Self::FORGET_AFTER);
+            self.pruned = now;
+        }
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        self.seen.insert(uid, (hash, now)).map(|(h, _)| h) != Some(hash)
+    }
+}
+
+fn deployment_of(step: &Step) -> Option<ObjectRef<Deployment>> {
+    let owner = step
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Deployment")?;
+    Some(ObjectRef::new(&owner.name).within(step.namespace()?.as_str()))
+}
+
+/// Watch errors are retried with backoff by the watcher; they are only logged here.
+fn logged<K>(touched: Result<K, watcher::Error>) -> Option<K> {
+    touched
+        .inspect_err(|e| tracing::warn!(error = %e, "watch error (retrying with backoff)"))
+        .ok()
+}
+
+fn step_of<K: Resource>(obj: &K) -> Option<ObjectRef<Step>> {
+    let step = obj.labels().get(LABEL_STEP)?;
+    Some(ObjectRef::new(step).within(obj.namespace()?.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus};
+
+    fn step(uid: &str, generation: i64) -> Step {
+        let mut s = Step::new("s", Default::default());
+        s.metadata.uid = Some(uid.into());
+        s.metadata.generation = Some(generation);
+        s
+    }
+
+    #[test]
+    fn changes_pass_an_object_once_per_projection() {
+        let mut c = Changes::default();
+        let a = step("u1", 1);
+        assert!(c.changed(&a, 1), "first sight");
+        assert!(!c.changed(&a, 1), "same projection");
+        assert!(c.changed(&a, 2), "projection changed");
+        // A re-created object (new uid) with the same name is new.
+        assert!(c.changed(&step("u2", 1), 2));
+    }
+
+    #[test]
+    fn trimmed_pods_keep_what_job_view_reads() {
+        let mut pod = Pod::default();
+        pod.metadata.labels = Some([(PodIndex::JOB_LABEL.to_string(), "j".to_string())].into());
+        pod.spec = Some(Default::default());
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Failed".into()),
+            conditions: Some(vec![Default::default()]),
+            container_statuses: Some(vec![ContainerStatus {
+                image: "registry/app:1".into(),
+                state: Some(ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 3,
+                        reason: Some("Error".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        trim_pod(&mut pod);
+        let status = pod.status.as_ref().unwrap();
+        assert!(pod.spec.is_none() && status.conditions.is_none());
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        let c = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(c.image.is_empty());
+        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+        assert_eq!(
+            pod.labels().get(PodIndex::JOB_LABEL).map(String::as_str),
+            Some("j")
+        );
+    }
+}
