@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: measures the operator on the running local cluster and writes
-# BENCHMARKS.md and bench/results.json (see benches/bench.rs for what is
+# BENCHMARKS.md and bench/results.json (see benches/bench/main.rs for what is
 # measured and how). Run it through scripts/with-cluster.sh, which starts the
 # cluster when none runs:
 #

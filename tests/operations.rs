@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::manifests::{action, release};
-use common::operator::{Operator, leader_status, leading, namespace_with_crds, sample, setup};
+use common::operator::{
+    Operator, launch, leader_status, leading, namespace_with_crds, sample, setup,
+};
 use common::{wait_for, wait_until};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -246,8 +248,8 @@ async fn survives_sigkill_at_random_moments() {
 async fn only_the_leader_acts_and_the_other_takes_over() {
     let ns = namespace_with_crds("leader").await;
     let lease = "4s";
-    let first = Operator::start_leader_elected(&ns.name, lease).await;
-    let second = Operator::start_leader_elected(&ns.name, lease).await;
+    let first = Operator::start_leader_elected(&launch(), &ns.name, lease).await;
+    let second = Operator::start_leader_elected(&launch(), &ns.name, lease).await;
     wait_until(Duration::from_secs(30), "exactly one leader", || {
         let (a, b) = (first.metrics_port, second.metrics_port);
         async move {
@@ -337,7 +339,7 @@ async fn jobs_pass_restricted_pod_security() {
         .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&labels))
         .await
         .unwrap();
-    let op = Operator::start(&ns.name).await;
+    let op = Operator::start(&launch(), &ns.name).await;
     let api: Api<Deployment> = ns.api();
     let spec =
         json!({ "steps": [{ "name": "s", "actions": [action("a", &[]), action("b", &[])] }] });
@@ -562,12 +564,12 @@ async fn an_action_the_api_server_refuses_stalls_with_its_message() {
 async fn sigterm_releases_the_lease() {
     let ns = namespace_with_crds("sigterm").await;
     let lease = "6s";
-    let mut first = Operator::start_leader_elected(&ns.name, lease).await;
+    let mut first = Operator::start_leader_elected(&launch(), &ns.name, lease).await;
     wait_until(Duration::from_secs(30), "the first replica to lead", || {
         leading(first.metrics_port)
     })
     .await;
-    let second = Operator::start_leader_elected(&ns.name, lease).await;
+    let second = Operator::start_leader_elected(&launch(), &ns.name, lease).await;
     let stopped_in = first.terminate();
     assert!(
         first.log_text().contains("lease released"),

@@ -7,17 +7,15 @@
 //! node: they are never skipped silently.
 
 mod common;
-#[path = "common/real.rs"]
-mod real;
 
 use std::time::{Duration, Instant};
 
+use common::real::{NODE_KIND_LABEL, NODE_KIND_REAL, real_node};
 use common::{TestNamespace, job_outcome, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
-use real::{NODE_KIND_LABEL, NODE_KIND_REAL, real_node};
 use serde_json::{Value, json};
 
 /// How long a real Job may take from creation to its end (a pod starts in

@@ -7,20 +7,18 @@
 //! node: they are never skipped silently.
 
 mod common;
-#[path = "common/real.rs"]
-mod real;
 
 use std::time::{Duration, Instant};
 
 use common::manifests::release;
 use common::operator::setup;
+use common::real::{real_action, real_node};
 use common::release::wait_phase;
 use common::{TestNamespace, job_has_condition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use real::{real_action, real_node};
 use serde_json::{Value, json};
 use stepwise::api::{Deployment, Phase, Step, StepStatus};
 use stepwise::jobs::job_name;

@@ -1,7 +1,5 @@
 //! The real node of the local cluster (scripts/node.sh): finding it, and
-//! Stepwise actions pinned to it. Included by the real-node suites with
-//! `#[path = "common/real.rs"] mod real;` next to `mod common;`.
-#![allow(dead_code)]
+//! Stepwise actions pinned to it, for the real-node suites.
 
 use std::time::{Duration, Instant};
 

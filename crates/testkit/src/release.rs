@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use stepwise::api::{Deployment, Phase, Step};
+use stepwise_core::api::{Deployment, Phase, Step};
 
-use super::{TestNamespace, wait_for};
+use crate::namespace::TestNamespace;
+use crate::wait::wait_for;
 
 /// Creates the release in the test's namespace; returns the API it lives in.
 pub async fn create_release(ns: &TestNamespace, d: &Deployment) -> Api<Deployment> {

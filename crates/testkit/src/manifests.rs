@@ -1,9 +1,8 @@
-//! Manifests for releases whose simulated pods follow a script. Shared by
-//! the integration tests and the bench (`#[path]`), so it uses nothing of
-//! either harness.
+//! Manifests for releases whose simulated pods follow a script (the kwok
+//! nodes read the `sim.stepwise.dev/` annotations).
 
 use serde_json::{Value, json};
-use stepwise::api::Deployment;
+use stepwise_core::api::Deployment;
 
 /// An action whose simulated pod follows `sim`: pairs of `sim.stepwise.dev/`
 /// annotation names (`exit-code`, `fail-attempts`, `duration`) and values.

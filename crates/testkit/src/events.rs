@@ -6,7 +6,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
 
-use super::TestNamespace;
+use crate::namespace::TestNamespace;
 
 /// How long a test waits for an Event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(90);
