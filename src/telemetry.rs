@@ -231,6 +231,7 @@ impl Metrics {
         }
         for p in [
             Phase::Pending,
+            Phase::Queued,
             Phase::Running,
             Phase::Retrying,
             Phase::WaitingForDecision,

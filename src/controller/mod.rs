@@ -3,6 +3,7 @@
 
 pub mod annotations;
 pub mod deployment;
+mod queue;
 pub mod step;
 
 use std::future::Future;
@@ -35,6 +36,8 @@ pub struct Context {
     /// When the watches first delivered each Job's failure.
     pub failures_seen: Arc<FailureClock>,
     pub steps: Store<Step>,
+    /// Every Deployment, for the concurrency queue (see `queue`).
+    pub deployments: Store<Deployment>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// True once every cache has been filled (see [`Context::synced`]).
@@ -228,7 +231,12 @@ pub async fn run(
     // nothing left to reconcile.
     let mut deployment_asked = Changes::default();
     let gauges = metrics.clone();
+    let (wake_queue, queue_woken) = futures::channel::mpsc::unbounded();
+    let mut queue_wakes = queue::Wakes::new(deployments_seen.clone(), wake_queue);
     let deployment_triggers = deployment_events.filter_map(move |event| {
+        if let Ok(e) = &event {
+            queue_wakes.saw(e);
+        }
         let asked = match logged(event) {
             Some(watcher::Event::Delete(d)) => {
                 let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
@@ -262,6 +270,7 @@ pub async fn run(
         pods_by_job,
         failures_seen,
         steps: steps_seen,
+        deployments: deployments_seen.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         step_status: Written::default(),
@@ -281,6 +290,7 @@ pub async fn run(
     let deployment_run = Controller::for_stream(deployment_triggers, deployments_seen)
         .with_config(config)
         .reconcile_on(wake_deployments)
+        .reconcile_on(queue_woken)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(deployment::reconcile, deployment::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
@@ -290,14 +300,16 @@ pub async fn run(
         let ctx = ctx.clone();
         let stopping = stopped(stop_rx.clone());
         async move {
-            let all = futures::future::join3(
+            let all = futures::future::join4(
                 ctx.jobs.wait_until_ready(),
                 ctx.pods.wait_until_ready(),
                 ctx.steps.wait_until_ready(),
+                // The queue reads every release of a key.
+                ctx.deployments.wait_until_ready(),
             );
             tokio::select! {
                 all = all => {
-                    if let (Ok(()), Ok(()), Ok(())) = all {
+                    if let (Ok(()), Ok(()), Ok(()), Ok(())) = all {
                         tracing::info!("caches synced; reconciling");
                         let _ = synced_tx.send(true);
                         health.set_ready(true);

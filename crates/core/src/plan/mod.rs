@@ -4,6 +4,7 @@
 
 pub mod deployment;
 pub mod handoff;
+pub mod queue;
 pub mod step;
 
 /// An Event the controller should publish about the object it reconciles.

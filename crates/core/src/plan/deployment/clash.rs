@@ -53,6 +53,7 @@ mod tests {
         DeploymentSpec {
             guided_failure: false,
             retries: None,
+            concurrency: None,
             steps: steps
                 .iter()
                 .map(|(name, actions)| DeploymentStep {

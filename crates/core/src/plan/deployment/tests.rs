@@ -6,6 +6,7 @@ fn spec(n: usize, guided: bool) -> DeploymentSpec {
     DeploymentSpec {
         guided_failure: guided,
         retries: Some(RetryPolicy::default()),
+        concurrency: None,
         steps: (0..n)
             .map(|i| DeploymentStep {
                 name: format!("s{i}"),
