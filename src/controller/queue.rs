@@ -34,8 +34,13 @@ pub(super) async fn hold(
     }
     let ns = d.namespace().unwrap_or_default();
     let has_step = slots.iter().any(|s| matches!(s, StepSlot::Ours(_)));
+    let state = State::of(previous.phase, has_step, false);
+    if state != State::Waiting {
+        // Started: the queue has nothing more to say about it.
+        return Ok(None);
+    }
     let me = Release {
-        state: State::of(previous.phase, has_step, false),
+        state,
         ..release(d, ctx, &ns)
     };
     let others: Vec<Release> = ctx
