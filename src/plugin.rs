@@ -87,6 +87,13 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
     if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
         let _ = writeln!(out, "│ {m}");
     }
+    if let Some(c) = &deployment.spec.concurrency {
+        let _ = writeln!(
+            out,
+            "│ one at a time: concurrency key {} ({:?})",
+            c.key, c.policy
+        );
+    }
     let total = deployment.spec.steps.len();
     for (i, spec_step) in deployment.spec.steps.iter().enumerate() {
         let last_step = i + 1 == total;
@@ -281,6 +288,30 @@ status:
         let tree = render(&d, &steps);
         assert!(tree.contains("#1-#6  Failed (not listed)"), "{tree}");
         assert!(tree.contains("3 earlier decisions (not listed)"), "{tree}");
+    }
+
+    #[test]
+    fn tree_shows_a_queued_release_and_what_it_waits_for() {
+        let (mut d, _) = fixtures();
+        d.spec.concurrency = Some(crate::api::Concurrency {
+            key: "shop".into(),
+            policy: crate::api::ConcurrencyPolicy::Queue,
+        });
+        let st = d.status.as_mut().unwrap();
+        st.phase = Some(Phase::Queued);
+        st.message = Some(crate::plan::queue::queued_message("shop", "shop-0", 1));
+        st.current_step = None;
+        let tree = render(&d, &[]);
+        let head: Vec<&str> = tree.lines().take(3).collect();
+        assert_eq!(
+            head,
+            [
+                "Deployment team-a/shop-1  Queued",
+                "│ queued: waits for release shop-0 to finish (place 1 in the queue for concurrency key shop)",
+                "│ one at a time: concurrency key shop (Queue)",
+            ]
+        );
+        assert!(!finished(&d));
     }
 
     #[test]

@@ -64,6 +64,9 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
         d.status.clone().unwrap_or_default(),
     );
     let now = now();
+    if let Some(action) = super::queue::hold(d, ctx, &previous, &slots, now).await? {
+        return Ok(action);
+    }
     let plan_with =
         |slots: &[StepSlot]| plan(&d.spec, &name, d.metadata.generation, &previous, slots, now);
     let mut planned = plan_with(&slots);

@@ -10,6 +10,7 @@
 
 pub mod annotations;
 pub mod deployment;
+mod queue;
 mod run;
 mod state;
 pub mod step;
@@ -30,7 +31,7 @@ pub use run::{check_crds, run};
 pub use state::{FailureClock, PodIndex, Refusals, Written};
 pub(crate) use writes::publish;
 
-use crate::api::Step;
+use crate::api::{Deployment, Step};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -44,6 +45,8 @@ pub struct Context {
     /// When the watches first delivered each Job's failure.
     pub failures_seen: Arc<FailureClock>,
     pub steps: Store<Step>,
+    /// Every Deployment, for the concurrency queue (see `queue`).
+    pub deployments: Store<Deployment>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// True once every cache has been filled (see [`Context::synced`]).

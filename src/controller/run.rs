@@ -37,7 +37,7 @@ pub async fn run(
     let watches =
         triggers::job_and_pod_watches(&client, ns, failures_seen.clone(), pods_by_job.clone());
     let step_watch = triggers::step_watch(api::<Step>(&client, ns));
-    let (deployments_seen, deployment_triggers) =
+    let (deployments_seen, deployment_triggers, queue_woken) =
         triggers::deployment_watch(api::<Deployment>(&client, ns), metrics.clone());
 
     let (synced_tx, synced_rx) = watch::channel(false);
@@ -52,6 +52,7 @@ pub async fn run(
         pods_by_job,
         failures_seen,
         steps: step_watch.steps.clone(),
+        deployments: deployments_seen.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         step_status: Written::default(),
@@ -72,6 +73,7 @@ pub async fn run(
     let deployment_run = Controller::for_stream(deployment_triggers, deployments_seen)
         .with_config(config)
         .reconcile_on(step_watch.wake_deployments)
+        .reconcile_on(queue_woken)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(deployment::reconcile, deployment::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
@@ -100,14 +102,16 @@ async fn readiness(
     health: Arc<Health>,
     stopping: impl Future<Output = ()>,
 ) {
-    let all = futures::future::join3(
+    let all = futures::future::join4(
         ctx.jobs.wait_until_ready(),
         ctx.pods.wait_until_ready(),
         ctx.steps.wait_until_ready(),
+        // The queue reads every release of a key.
+        ctx.deployments.wait_until_ready(),
     );
     tokio::select! {
         all = all => {
-            if let (Ok(()), Ok(()), Ok(())) = all {
+            if let (Ok(()), Ok(()), Ok(()), Ok(())) = all {
                 tracing::info!("caches synced; reconciling");
                 let _ = synced.send(true);
                 health.set_ready(true);

@@ -189,6 +189,7 @@ pub(super) fn deployment_watch(
 ) -> (
     Store<Deployment>,
     impl Stream<Item = Result<Deployment, watcher::Error>> + Send + 'static,
+    impl Stream<Item = ObjectRef<Deployment>> + Send + 'static,
 ) {
     let (store, writer) = reflector::store::<Deployment>();
     let events = reflector::reflector(
@@ -202,7 +203,14 @@ pub(super) fn deployment_watch(
             }),
     );
     let mut deployment_asked = Changes::default();
+    // A release arriving, starting, finishing or going wakes the others of its
+    // concurrency key (see `queue`).
+    let (wake_queue, queue_woken) = futures::channel::mpsc::unbounded();
+    let mut queue_wakes = super::queue::Wakes::new(store.clone(), wake_queue);
     let triggers = events.filter_map(move |event| {
+        if let Ok(e) = &event {
+            queue_wakes.saw(e);
+        }
         let asked = match logged(event) {
             Some(watcher::Event::Delete(d)) => {
                 let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
@@ -217,7 +225,7 @@ pub(super) fn deployment_watch(
         };
         future::ready(asked.map(Ok::<_, watcher::Error>))
     });
-    (store, triggers)
+    (store, triggers, queue_woken)
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

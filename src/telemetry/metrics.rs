@@ -197,6 +197,7 @@ impl Metrics {
         }
         for p in [
             Phase::Pending,
+            Phase::Queued,
             Phase::Running,
             Phase::Retrying,
             Phase::WaitingForDecision,

@@ -121,6 +121,22 @@ local cases = {
     message = "Step migrate: action db running (attempt 1)",
   },
   {
+    name = "Queued",
+    obj = release(1, {
+      observedGeneration = 1,
+      phase = "Queued",
+      message = "queued: waits for release shop-1 to finish (place 1 in the queue for concurrency key shop)",
+    }),
+    status = "Progressing",
+    message = "queued: waits for release shop-1 to finish (place 1 in the queue for concurrency key shop)",
+  },
+  {
+    name = "Queued without a message",
+    obj = release(1, { observedGeneration = 1, phase = "Queued" }),
+    status = "Progressing",
+    message = "Queued behind another release with the same concurrency key",
+  },
+  {
     name = "Retrying",
     obj = release(1, { observedGeneration = 1, phase = "Retrying", message = "Action db failed; attempt 2 in 10s" }),
     status = "Progressing",

@@ -8,8 +8,9 @@
 -- Mapping (status.phase -> Argo CD health):
 --   no status, or status.observedGeneration != metadata.generation
 --                        -> Progressing (the operator has not caught up yet)
---   Pending, Running, Retrying
---                        -> Progressing
+--   Pending, Queued, Running, Retrying
+--                        -> Progressing (Queued: a Deployment waits for
+--                           another release with its concurrency key)
 --   Succeeded            -> Healthy
 --   Failed               -> Degraded
 --   WaitingForDecision   -> Degraded: an action failed under guided failure
@@ -28,6 +29,7 @@ local hs = {}
 
 local PHASES = {
   Pending = "Progressing",
+  Queued = "Progressing",
   Running = "Progressing",
   Retrying = "Progressing",
   Succeeded = "Healthy",
@@ -38,6 +40,7 @@ local PHASES = {
 
 local DEFAULT_MESSAGES = {
   Pending = "Pending",
+  Queued = "Queued behind another release with the same concurrency key",
   Running = "Running",
   Retrying = "Retrying a failed action",
   Succeeded = "Succeeded",

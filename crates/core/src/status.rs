@@ -36,9 +36,11 @@ pub fn conditions(
     let (ready, reconciling, stalled) = match health.phase {
         Phase::Succeeded => (true, false, false),
         Phase::Failed | Phase::WaitingForDecision => (false, false, true),
-        Phase::Pending | Phase::Running | Phase::Retrying | Phase::WaitingForApproval => {
-            (false, true, false)
-        }
+        Phase::Pending
+        | Phase::Queued
+        | Phase::Running
+        | Phase::Retrying
+        | Phase::WaitingForApproval => (false, true, false),
     };
     let reason = health.reason.as_str();
     let msg = health.message.as_str();
@@ -143,6 +145,7 @@ mod tests {
         let now = Timestamp::UNIX_EPOCH;
         for (phase, ready, reconciling, stalled) in [
             (Phase::Pending, false, true, false),
+            (Phase::Queued, false, true, false),
             (Phase::Running, false, true, false),
             (Phase::Retrying, false, true, false),
             (Phase::WaitingForApproval, false, true, false),

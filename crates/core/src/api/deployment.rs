@@ -1,7 +1,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Approvers, Phase, RetryPolicy, StepType};
+use super::{Action, Approvers, Concurrency, Phase, RetryPolicy, StepType};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// A release: ordered steps, each an ordered list of actions run as Jobs.
@@ -34,6 +34,10 @@ pub struct DeploymentSpec {
     /// The default retries condition for every Run step that sets none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
+    /// One release at a time: while another release in the namespace with the
+    /// same key has not finished, this one waits in phase `Queued`. None: no queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// The steps, run in order: each starts only when the one before it succeeded.
     #[schemars(length(min = 1, max = 50))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(t, t.name == s.name))").message("step names must be unique within a deployment"))]
@@ -82,7 +86,7 @@ pub struct DeploymentStep {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
-    /// Pending, Running, Retrying, WaitingForDecision, WaitingForApproval, Succeeded or Failed.
+    /// Pending, Queued, Running, Retrying, WaitingForDecision, WaitingForApproval, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// The generation this status describes; -1 until the operator first reports.

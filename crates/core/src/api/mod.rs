@@ -1,11 +1,13 @@
 //! The custom resources: `Deployment` (a release) and `Step` (one step of it),
 //! their retry policy and their status. CEL rules sit next to the field they guard.
 
+mod concurrency;
 mod deployment;
 mod retry;
 mod status;
 mod step;
 
+pub use concurrency::{Concurrency, ConcurrencyPolicy};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
 pub use retry::{RetryOn, RetryPolicy};
 pub use status::{

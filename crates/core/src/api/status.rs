@@ -19,6 +19,8 @@ pub mod condition_types {
 pub enum Phase {
     #[default]
     Pending,
+    /// A Deployment waits for another release with its concurrency key to finish.
+    Queued,
     Running,
     /// An action failed and its next attempt waits for `nextAttemptAt`.
     Retrying,
@@ -37,6 +39,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::Queued => "Queued",
             Phase::Running => "Running",
             Phase::Retrying => "Retrying",
             Phase::WaitingForDecision => "WaitingForDecision",

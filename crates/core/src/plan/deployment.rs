@@ -209,7 +209,10 @@ pub fn plan(
         let Some(was) = recorded(previous, &s.name) else {
             continue;
         };
-        if !(finished || was.phase == Phase::Succeeded) {
+        // A step whose Step was never made (a release that failed or was
+        // superseded before it) was not deleted either.
+        let never_made = was.step_ref.is_none() && was.phase == Phase::Pending;
+        if never_made || !(finished || was.phase == Phase::Succeeded) {
             continue;
         }
         let step_ref = was

@@ -28,6 +28,10 @@ pub enum EventReason {
     JobNamesClash,
     DeploymentSucceeded,
     DeploymentFailed,
+    /// A release waits for another of its concurrency key.
+    Queued,
+    /// A newer release of its concurrency key (policy Supersede) replaced it.
+    Superseded,
     /// A reason still passed as a string by code not converted yet
     /// (`plan/step/start.rs`, which another change is moving); kept as given.
     Other(&'static str),
@@ -35,7 +39,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every listed reason (not [`EventReason::Other`]).
-    pub const ALL: [EventReason; 21] = [
+    pub const ALL: [EventReason; 23] = [
         Self::AttemptStarted,
         Self::AttemptFailed,
         Self::AttemptCannotStart,
@@ -57,6 +61,8 @@ impl EventReason {
         Self::JobNamesClash,
         Self::DeploymentSucceeded,
         Self::DeploymentFailed,
+        Self::Queued,
+        Self::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +88,8 @@ impl EventReason {
             Self::JobNamesClash => "JobNamesClash",
             Self::DeploymentSucceeded => "DeploymentSucceeded",
             Self::DeploymentFailed => "DeploymentFailed",
+            Self::Queued => "Queued",
+            Self::Superseded => "Superseded",
             Self::Other(name) => name,
         }
     }

@@ -53,9 +53,12 @@ mod tests {
         DeploymentSpec {
             guided_failure: false,
             retries: None,
+            concurrency: None,
+            approvers: None,
             steps: steps
                 .iter()
                 .map(|(name, actions)| DeploymentStep {
+                    approvers: None,
                     name: name.to_string(),
                     type_: StepType::Run,
                     instructions: None,

@@ -6,8 +6,11 @@ fn spec(n: usize, guided: bool) -> DeploymentSpec {
     DeploymentSpec {
         guided_failure: guided,
         retries: Some(RetryPolicy::default()),
+        concurrency: None,
+        approvers: None,
         steps: (0..n)
             .map(|i| DeploymentStep {
+                approvers: None,
                 name: format!("s{i}"),
                 type_: StepType::Run,
                 instructions: None,
