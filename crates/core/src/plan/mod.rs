@@ -5,6 +5,7 @@
 pub mod deployment;
 mod event;
 pub mod handoff;
+pub mod rejected;
 pub mod step;
 
 pub use event::{EventReason, PlannedEvent};
