@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-use super::{Context, annotations, now, observe, publish, retry_later};
+use super::{Context, annotations, now, observe, publish, retry_later, writes};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, Deployment, DeploymentStatus, FIELD_MANAGER,
     LABEL_DEPLOYMENT, Phase, Step,
@@ -19,7 +19,7 @@ use crate::plan::deployment::{
     DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
 };
 use crate::plan::handoff::{Handoff, handoffs};
-use crate::plan::{EventReason, PlannedEvent};
+use crate::plan::rejected;
 use crate::{Error, KubeContext, Result};
 
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
@@ -87,7 +87,7 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
             Created::Rejected(message) => Some(message),
         };
         if let Some(message) = message {
-            return reject(d, ctx, &api, &previous, &planned, message, now).await;
+            return reject(d, ctx, &previous, &planned, message, now).await;
         }
     }
     if planned.status != previous {
@@ -160,36 +160,22 @@ fn slot(d: &Deployment, found: Option<&Step>) -> StepSlot {
 async fn reject(
     d: &Deployment,
     ctx: &Context,
-    api: &Api<Deployment>,
     previous: &DeploymentStatus,
     planned: &DeploymentPlan,
     message: String,
     now: jiff::Timestamp,
 ) -> Result<Action> {
-    let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
-    {
-        let mut status = planned.status.clone();
-        status.phase = Some(Phase::Failed);
-        status.message = Some(message.clone());
-        status.conditions = crate::status::failed(
-            "StepRejected",
-            &message,
-            &previous.conditions,
-            d.metadata.generation,
-            now,
-        );
-        ctx.deployment_status
-            .write(api, &ns, &name, &status)
-            .await?;
-        publish::<_, Step>(
-            ctx,
-            d,
-            &[PlannedEvent::warning(EventReason::StepRejected, message)],
-        );
-        ctx.metrics
-            .deployment_phase(format!("{ns}/{name}"), Some(Phase::Failed));
-        Ok(Action::await_change())
-    }
+    let failed = rejected::deployment(
+        &planned.status,
+        previous,
+        d.metadata.generation,
+        &message,
+        now,
+    );
+    writes::reject::<_, _, Step>(ctx, &ctx.deployment_status, d, failed).await?;
+    let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+    ctx.metrics.deployment_phase(key, Some(Phase::Failed));
+    Ok(Action::await_change())
 }
 
 pub(super) fn view(step: &Step) -> StepView {
@@ -262,10 +248,11 @@ async fn create_step(
                 .filter(|s| !matches!(slot(d, Some(s)), StepSlot::Ours(_)))
                 .map(|s| Created::Taken(Box::new(s))))
         }
-        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => {
-            Ok(Some(Created::Rejected(format!(
-                "the Step for step {} was rejected by the API server: {}",
-                d.spec.steps[index].name, e.message
+        Err(kube::Error::Api(e)) if writes::refused_for_good(e.code) => {
+            Ok(Some(Created::Rejected(writes::rejected_message(
+                "Step",
+                &format!("step {}", d.spec.steps[index].name),
+                &e.message,
             ))))
         }
         Err(e) => Err(e).context(|| format!("creating the Step for {ns}/{name} step #{index}")),

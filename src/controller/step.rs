@@ -15,13 +15,14 @@ mod stuck;
 pub(super) use gather::job_failed;
 pub use gather::{job_view, start_problem};
 
+use super::writes::{refused_for_good, reject, rejected_message};
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
     ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
-use crate::plan::{EventReason, PlannedEvent};
+use crate::plan::{EventReason, rejected};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -92,8 +93,11 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
                 ctx.refusals.clear(&ns, &name);
                 created_at = at;
             }
+            // An unusable object: no requeue until the Step changes.
             Created::Rejected(message) => {
-                reject(step, ctx, &previous, &planned, &message, now).await?;
+                let failed =
+                    rejected::step(&planned, &previous, step.metadata.generation, &message, now);
+                reject::<_, _, Job>(ctx, &ctx.step_status, step, failed).await?;
                 return Ok(Action::await_change());
             }
             // Plan again knowing why the Job could not be created.
@@ -161,7 +165,7 @@ enum Created {
     Ours(jiff::Timestamp),
     /// The name is held by a Job whose controller is not this Step.
     Foreign(crate::plan::step::ForeignJob),
-    /// Refused for good (400, 422): the action cannot run as written.
+    /// Refused for good (`writes::refused_for_good`): the action cannot run as written.
     Rejected(String),
     /// Refused for now, in the API server's words: try again later.
     Refused(String),
@@ -196,10 +200,9 @@ async fn create_job(
                 Err(err) => Ok(Created::Refused(format!("reading Job {job_name}: {err}"))),
             }
         }
-        Err(kube::Error::Api(e)) if matches!(e.code, 400 | 422) => Ok(Created::Rejected(format!(
-            "the Job for action {action} was rejected by the API server: {}",
-            e.message
-        ))),
+        Err(kube::Error::Api(e)) if refused_for_good(e.code) => Ok(Created::Rejected(
+            rejected_message("Job", &format!("action {action}"), &e.message),
+        )),
         Err(kube::Error::Api(e)) => Ok(Created::Refused(format!(
             "{} ({} {})",
             e.message, e.code, e.reason
@@ -294,45 +297,6 @@ async fn record(step: &Step, ctx: &Context, planned: &StepPlan) -> Result<()> {
 /// A record as the JSON string an annotation holds.
 fn to_annotation<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|source| Error::Serialize { what, source })
-}
-
-/// An action the API server refuses to run is an unusable object: Failed and
-/// Stalled with the server's words, and no requeue until the Step changes.
-async fn reject(
-    step: &Step,
-    ctx: &Context,
-    previous: &StepStatus,
-    planned: &StepPlan,
-    message: &str,
-    now: jiff::Timestamp,
-) -> Result<()> {
-    let mut status = planned.status.clone();
-    if let Some(c) = planned.create
-        && let Some(a) = status.actions.get_mut(c.action)
-    {
-        a.attempts.retain(|x| x.number != c.attempt);
-        a.phase = crate::api::ActionPhase::Failed;
-    }
-    status.phase = Some(Phase::Failed);
-    status.message = Some(message.to_string());
-    status.conditions = crate::status::failed(
-        "JobRejected",
-        message,
-        &previous.conditions,
-        step.metadata.generation,
-        now,
-    );
-    let ns = step.namespace().unwrap_or_default();
-    let api: Api<Step> = Api::namespaced(ctx.client.clone(), &ns);
-    ctx.step_status
-        .write(&api, &ns, &step.name_any(), &status)
-        .await?;
-    publish::<_, Job>(
-        ctx,
-        step,
-        &[PlannedEvent::warning(EventReason::JobRejected, message)],
-    );
-    Ok(())
 }
 
 /// Metrics follow what the written status says happened, once.

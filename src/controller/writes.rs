@@ -93,3 +93,40 @@ where
         }
     });
 }
+
+/// The one rule for the API server's refusals of a create, shared by both
+/// reconcilers: 400 (malformed) and 422 (invalid) are permanent, since the
+/// object cannot be created as written and asking again changes nothing;
+/// anything else (403 from a quota, RBAC or a webhook, 409, 429, 5xx) may
+/// pass later.
+pub(crate) fn refused_for_good(code: u16) -> bool {
+    matches!(code, 400 | 422)
+}
+
+/// The message a refused-for-good object is failed with.
+pub(crate) fn rejected_message(kind: &str, what: &str, server: &str) -> String {
+    format!("the {kind} for {what} was rejected by the API server: {server}")
+}
+
+/// Writes the Failed status the core built for a refused object (see
+/// `plan::rejected`) and publishes its Warning Event.
+pub(crate) async fn reject<K, S, R>(
+    ctx: &Context,
+    written: &Written<S>,
+    obj: &K,
+    (status, event): (S, crate::plan::PlannedEvent),
+) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    S: Clone + serde::Serialize,
+    R: Resource<DynamicType = ()>,
+{
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    written.write(&api, &ns, &obj.name_any(), &status).await?;
+    publish::<_, R>(ctx, obj, &[event]);
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod deployment;
 mod event;
 pub mod handoff;
 pub mod queue;
+pub mod rejected;
 pub mod step;
 
 pub use event::{EventReason, PlannedEvent};

@@ -44,8 +44,10 @@ use jiff::Timestamp;
 mod bounds;
 mod gates;
 mod merge;
+mod messages;
 mod records;
 mod start;
+mod walk;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
 pub use records::{JobDecision, RecordDecision};
@@ -54,9 +56,8 @@ pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting
 use super::{EventReason, Owner, PlannedEvent, clock};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
-    AttemptStatus, Decision, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
+    AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
 };
-use crate::retry;
 use crate::status::{GuidedFailure, Health, conditions};
 
 /// An attempt is known by its action's name and its 1-based number.
@@ -251,214 +252,6 @@ struct Planner<'s, 'o> {
 }
 
 impl Planner<'_, '_> {
-    fn walk(&mut self, actions: &mut [ActionStatus]) -> Verdict {
-        let decision = self
-            .obs
-            .decision_annotation
-            .map(|v| (v, Decision::parse(v)));
-        let total = actions.len();
-        for (i, action) in actions.iter_mut().enumerate() {
-            let name = action.name.clone();
-            if self.decided(&name, Decision::Ignore).is_some() {
-                action.phase = ActionPhase::Ignored;
-                if decision.is_some() && self.answered_last(action) {
-                    // The recorded ignore's annotation, still there after a crash.
-                    self.remove(ANNOTATION_DECISION);
-                }
-                continue;
-            }
-            // A running attempt past its start timeout fails here, then
-            // reads as any failed attempt below.
-            self.start_timeout(i, action);
-            let Some(last) = action.attempts.last().cloned() else {
-                return self.start(action, i, 1);
-            };
-            match last.outcome {
-                Outcome::Running => {
-                    action.phase = ActionPhase::Running;
-                    let head = format!("action {name} ({}/{total})", i + 1);
-                    let v = self.running(&name, head, &last);
-                    return Verdict {
-                        current: Some(i),
-                        ..v
-                    };
-                }
-                Outcome::Succeeded => {
-                    action.phase = ActionPhase::Succeeded;
-                    continue;
-                }
-                Outcome::Failed => {}
-            }
-            let k = last.number;
-            let policy = self.spec.retries.as_ref();
-            // An attempt a person asked for is one more attempt, not a new
-            // round of automatic retries: if it fails, ask again.
-            let allowed = if k > 1 && self.answer_for(&name, k - 1) == Some(Decision::Retry) {
-                k
-            } else {
-                retry::automatic_attempts(policy, &last)
-            };
-            let seen = last.failure_seen_at.unwrap_or(self.now);
-            if let (true, Some(policy)) = (k < allowed, policy) {
-                let due = seen + retry::delay_after(policy, k, self.obs.seed, &name);
-                if self.now >= due {
-                    return self.start(action, i, k + 1);
-                }
-                action.phase = ActionPhase::Retrying;
-                action.next_attempt_at = Some(due);
-                self.requeue_at = Some(due);
-                if self
-                    .obs
-                    .previous
-                    .actions
-                    .iter()
-                    .all(|a| a.name != name || a.next_attempt_at != Some(due))
-                {
-                    self.events.push(
-                        PlannedEvent::normal(
-                            EventReason::RetryScheduled,
-                            format!("action {name} attempt {} at {}", k + 1, clock(due)),
-                        )
-                        .about(&last.job),
-                    );
-                }
-                let msg = format!(
-                    "attempt {k} of {allowed} failed: {}; retrying at {}",
-                    describe(&last),
-                    clock(due)
-                );
-                let mut v = Verdict::new(Phase::Retrying, "Retrying", msg, Some(i));
-                v.next_attempt_at = Some(due);
-                return v;
-            }
-            let answered = self.answer_for(&name, k);
-            if let Some(d) = answered {
-                if decision.is_some() {
-                    // Recorded but the annotation is still there: remove it before acting.
-                    self.remove(ANNOTATION_DECISION);
-                    let msg = format!(
-                        "decision {} for action {name} recorded; applying",
-                        d.as_str()
-                    );
-                    return Verdict::new(
-                        Phase::WaitingForDecision,
-                        "DecisionRecorded",
-                        msg,
-                        Some(i),
-                    );
-                }
-                match d {
-                    Decision::Retry => return self.start(action, i, k + 1),
-                    Decision::Abort => {
-                        action.phase = ActionPhase::Failed;
-                        let msg = format!(
-                            "aborted by decision after action {name} failed: {}",
-                            describe(&last)
-                        );
-                        return Verdict::new(Phase::Failed, "Aborted", msg, Some(i));
-                    }
-                    // Ignore was handled at the top of the loop.
-                    Decision::Ignore => continue,
-                }
-            }
-            action.phase = ActionPhase::Failed;
-            if !self.spec.guided_failure {
-                let msg = format!(
-                    "action {name} failed after {k} attempt{}: {}",
-                    plural(k),
-                    describe(&last)
-                );
-                let reason = if k > 1 {
-                    "RetriesExhausted"
-                } else {
-                    "ActionFailed"
-                };
-                return Verdict::new(Phase::Failed, reason, msg, Some(i));
-            }
-            action.phase = ActionPhase::WaitingForDecision;
-            if let Some((raw, parsed)) = decision {
-                if let Some(d) = parsed {
-                    self.decisions.push(DecisionRecord {
-                        action: name.clone(),
-                        attempt: k,
-                        decision: d,
-                        decided_at: self.now,
-                    });
-                    self.remove(ANNOTATION_DECISION);
-                    self.requeue_now = true;
-                    self.events.push(
-                        PlannedEvent::normal(
-                            EventReason::DecisionApplied,
-                            format!("{} after action {name} attempt {k} failed", d.as_str()),
-                        )
-                        .about(&last.job),
-                    );
-                    let msg = format!(
-                        "decision {} for action {name} recorded; applying",
-                        d.as_str()
-                    );
-                    return Verdict::new(
-                        Phase::WaitingForDecision,
-                        "DecisionRecorded",
-                        msg,
-                        Some(i),
-                    );
-                }
-                let msg = format!(
-                    "action {name} failed after {k} attempt{}: {}; unknown decision {raw:?} ignored: set {ANNOTATION_DECISION} to retry, ignore or abort",
-                    plural(k),
-                    describe(&last)
-                );
-                let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
-                v.waiting_for_decision = true;
-                return v;
-            }
-            if self.obs.previous.phase != Some(Phase::WaitingForDecision) {
-                self.events.push(
-                    PlannedEvent::warning(
-                        EventReason::GuidedFailure,
-                        format!(
-                            "action {name} failed after {k} attempt{}; waiting for a decision",
-                            plural(k)
-                        ),
-                    )
-                    .about(&last.job),
-                );
-            }
-            let msg = format!(
-                "action {name} failed after {k} attempt{}: {}; waiting for a decision: set {ANNOTATION_DECISION} to retry, ignore or abort",
-                plural(k),
-                describe(&last)
-            );
-            let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
-            v.waiting_for_decision = true;
-            return v;
-        }
-        let msg = format!("all {total} action{} done", plural(total as u32));
-        Verdict::new(Phase::Succeeded, "Succeeded", msg, None)
-    }
-
-    fn answer_for(&self, action: &str, attempt: u32) -> Option<Decision> {
-        self.decisions
-            .iter()
-            .rev()
-            .find(|d| d.action == action && d.attempt == attempt)
-            .map(|d| d.decision)
-    }
-
-    fn answered_last(&self, action: &ActionStatus) -> bool {
-        action
-            .attempts
-            .last()
-            .is_some_and(|a| self.answer_for(&action.name, a.number).is_some())
-    }
-
-    fn decided(&self, action: &str, decision: Decision) -> Option<&DecisionRecord> {
-        self.decisions
-            .iter()
-            .find(|d| d.action == action && d.decision == decision)
-    }
-
     fn finish(mut self, mut actions: Vec<ActionStatus>, mut v: Verdict) -> StepPlan {
         v.message = bounds::capped(v.message);
         if v.phase.is_terminal() && self.obs.previous.phase != Some(v.phase) {
