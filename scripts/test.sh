@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH"
 # Integration tests run several operators and simulated Jobs at once; more
 # threads than cores is fine, they mostly wait on the cluster.
-# tests/real_node.rs, tests/real_outcomes.rs and tests/in-cluster.sh need the real node, which the
+# tests/real_node.rs, tests/real_outcomes.rs, tests/real_starts.rs and tests/in-cluster.sh need the real node, which the
 # cluster has unless it was started with STEPWISE_REAL_NODE=0; then they are
 # left out, and said so.
 targets=(--tests)
@@ -13,9 +13,9 @@ if [[ "${STEPWISE_REAL_NODE:-1}" == 0 ]]; then
   targets=()
   for f in tests/*.rs; do
     name="$(basename "$f" .rs)"
-    [[ "$name" == real_node || "$name" == real_outcomes ]] || targets+=(--test "$name")
+    [[ "$name" == real_node || "$name" == real_outcomes || "$name" == real_starts ]] || targets+=(--test "$name")
   done
-  echo "[test] not running tests/real_node.rs and tests/real_outcomes.rs: STEPWISE_REAL_NODE=0 (a cluster without the real node)" >&2
+  echo "[test] not running tests/real_node.rs, tests/real_outcomes.rs and tests/real_starts.rs: STEPWISE_REAL_NODE=0 (a cluster without the real node)" >&2
 fi
 cargo test --workspace --lib --bins "${targets[@]}" --no-fail-fast -- --test-threads=8
 for suite in tests/*.sh; do

@@ -370,10 +370,11 @@ async fn an_image_that_cannot_be_pulled_fails_each_attempt_after_its_start_timeo
         json!({ "limit": 1, "delaySeconds": 1, "retryOn": { "reasons": ["StartTimeout"] } });
     start_release(&ns, "st", retries, vec![action]).await;
     let status = step_status(&ns, "st", Phase::Failed).await;
-    let timeout = Some("StartTimeout".to_string());
+    // The kubelet's cause is the reason; retryOn's StartTimeout matches it.
+    let cause = Some("ImagePullBackOff".to_string());
     assert_eq!(
         attempts(&status),
-        vec![(1, timeout.clone(), None), (2, timeout, None)],
+        vec![(1, cause.clone(), None), (2, cause, None)],
         "each attempt failed its start timeout, retried once under retryOn: {status:?}"
     );
     for a in &status.actions[0].attempts {
@@ -384,22 +385,25 @@ async fn an_image_that_cannot_be_pulled_fails_each_attempt_after_its_start_timeo
             "the message names the start problem: {a:?}"
         );
     }
-    // The stuck Jobs are deleted, and their pods with them.
+    // The stuck Jobs stay, suspended with their outcome; their pods go.
     let (jobs, pods): (Api<Job>, Api<Pod>) = (ns.api(), ns.api());
     common::wait_until(
         Duration::from_secs(60),
-        "both attempts' Jobs and pods gone",
+        "both attempts' Jobs suspended and their pods gone",
         || {
             let (jobs, pods) = (jobs.clone(), pods.clone());
             async move {
                 for k in 1..=2 {
                     let name = job_name("st-run", "pull", k);
                     let job = jobs.get_opt(&name).await.map_err(|e| e.to_string())?;
+                    let suspended = job
+                        .as_ref()
+                        .and_then(|j| j.spec.as_ref()?.suspend)
+                        .unwrap_or(false);
                     let left = pods_of(&pods, &name).await;
-                    if job.is_some() || !left.is_empty() {
+                    if !suspended || !left.is_empty() {
                         return Err(format!(
-                            "Job {name} present: {}; pods: {}",
-                            job.is_some(),
+                            "Job {name} suspended: {suspended}; pods: {}",
                             left.len()
                         ));
                     }
@@ -409,7 +413,7 @@ async fn an_image_that_cannot_be_pulled_fails_each_attempt_after_its_start_timeo
         },
     )
     .await;
-    // Status still says StartTimeout once the Jobs are gone (never JobDeleted).
+    // Status still says the same once the pods are gone (never JobDeleted).
     let steps: Api<Step> = ns.api();
     let step = steps.get("st-run").await.expect("get step");
     let after = step.status.expect("a status");

@@ -12,9 +12,6 @@ use tracing::{Instrument, info_span};
 mod gather;
 mod stuck;
 
-pub(super) use gather::job_failed;
-pub use gather::{job_view, start_problem};
-
 use super::writes::{refused_for_good, reject, rejected_message};
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
@@ -23,6 +20,7 @@ use crate::api::{
 };
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
 use crate::plan::{EventReason, rejected};
+use crate::view::{foreign_job, job_view};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
@@ -56,6 +54,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
 
     let mut found = gather::gather(step, ctx, &previous, &ns, &name);
     confirm_running(step, &jobs_api, &previous, &mut found).await?;
+    gather::failed_create(&ctx.client, &ns, &mut found).await?;
 
     let uid = step.uid().unwrap_or_default();
     let mut observation = StepObservation {
@@ -150,7 +149,7 @@ async fn confirm_running(
                     found.views.insert(key, job_view(&j, None, None));
                 }
                 Some(j) => {
-                    found.foreign.insert(key, gather::foreign_job(&j));
+                    found.foreign.insert(key, foreign_job(&j));
                 }
                 None => {}
             }
@@ -192,7 +191,7 @@ async fn create_job(
             // adopt it only if its controller is this very Step.
             match jobs_api.get_opt(&job_name).await {
                 Ok(Some(j)) if jobs::owned_by(&j, step) => Ok(Created::Ours(now)),
-                Ok(Some(j)) => Ok(Created::Foreign(gather::foreign_job(&j))),
+                Ok(Some(j)) => Ok(Created::Foreign(foreign_job(&j))),
                 Ok(None) => Ok(Created::Refused(format!(
                     "Job {job_name} already exists (it is being deleted): {}",
                     e.message
@@ -223,8 +222,15 @@ async fn apply(
     let name = step.name_any();
     let api: Api<Step> = Api::namespaced(ctx.client.clone(), &step.namespace().unwrap_or_default());
 
+    // The start timeout's outcomes go on their Jobs first: a status write
+    // lost or wiped after this reads them back from the Jobs.
+    let ns = step.namespace().unwrap_or_default();
+    stuck::stop(
+        &Api::namespaced(ctx.client.clone(), &ns),
+        &planned.stop_jobs,
+    )
+    .await?;
     if planned.status != *previous {
-        let ns = step.namespace().unwrap_or_default();
         ctx.step_status
             .write(&api, &ns, &name, &planned.status)
             .await?;
@@ -238,12 +244,6 @@ async fn apply(
     }
 
     record(step, ctx, planned).await?;
-    let ns = step.namespace().unwrap_or_default();
-    stuck::delete(
-        &Api::namespaced(ctx.client.clone(), &ns),
-        &planned.delete_jobs,
-    )
-    .await?;
     let mut changed_meanwhile = false;
     for key in &planned.remove_annotations {
         changed_meanwhile |= !super::annotations::remove_if_unchanged(&api, step, key).await?;

@@ -18,7 +18,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::Arc;
 
 use super::state::{FailureClock, PodIndex};
-use super::{api, deployment, step};
+use super::{api, deployment};
 use crate::api::{Deployment, LABEL_STEP, Step};
 use crate::telemetry::Metrics;
 
@@ -53,7 +53,7 @@ pub(super) fn job_and_pod_watches(
         pod_writer,
         watcher(api::<Pod>(client, ns), managed)
             .default_backoff()
-            .modify(trim_pod),
+            .modify(crate::view::trim_pod),
     );
     let mut job_outcomes = Changes::default();
     let job_clock = clock.clone();
@@ -86,10 +86,10 @@ fn job_woken(
             Some(job)
         }
         Some(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
-            if step::job_failed(&job) {
+            if crate::view::job_failed(&job) {
                 clock.saw(job.namespace(), Some(job.name_any()));
             }
-            Some(job).filter(|j| outcomes.changed(j, job_outcome(j)))
+            Some(job).filter(|j| outcomes.changed(j, crate::view::job_trigger(j)))
         }
         _ => None,
     };
@@ -106,8 +106,8 @@ fn pod_woken(
         Some(watcher::Event::Delete(pod)) => Some(pod),
         Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
             index.add(&pod);
-            let outcome = pod_outcome(&pod);
-            if outcome.0 == Some("Failed") {
+            let outcome = crate::view::pod_trigger(&pod);
+            if crate::view::pod_view(&pod).phase.as_deref() == Some("Failed") {
                 clock.saw(
                     pod.namespace(),
                     pod.labels().get(PodIndex::JOB_LABEL).cloned(),
@@ -230,75 +230,6 @@ pub(super) fn deployment_watch(
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Keeps of a pod what `step::job_view` reads: labels, owners, phase and
-/// container states. The cache holds one per attempt, so this is most of its size.
-fn trim_pod(p: &mut Pod) {
-    p.managed_fields_mut().clear();
-    p.spec = None;
-    if let Some(status) = p.status.as_mut() {
-        status.conditions = None;
-        status.pod_ips = None;
-        status.host_ips = None;
-        // Init containers stay: one that cannot start is reported too.
-        for c in status
-            .init_container_statuses
-            .iter_mut()
-            .chain(status.container_statuses.iter_mut())
-            .flatten()
-        {
-            c.image = String::new();
-            c.image_id = String::new();
-            c.last_state = None;
-            c.volume_mounts = None;
-            c.resources = None;
-            c.allocated_resources = None;
-        }
-    }
-}
-
-/// What `step::job_view` reads of a Job's status: its conditions, completion and pod counts.
-fn job_outcome(job: &Job) -> impl std::hash::Hash + '_ {
-    let status = job.status.as_ref();
-    let conditions: Vec<_> = status
-        .and_then(|s| s.conditions.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_deref()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (
-        conditions,
-        status.is_some_and(|s| s.completion_time.is_some()),
-        // A failed attempt counts once its pod stopped: the counts falling to 0 wake it.
-        status.and_then(|s| s.active),
-        status.and_then(|s| s.terminating),
-    )
-}
-
-/// What `step::job_view` reads of a pod: its phase, how its containers
-/// ended, and what keeps one from starting.
-fn pod_outcome(pod: &Pod) -> PodOutcome<'_> {
-    let status = pod.status.as_ref();
-    let waiting = step::start_problem(pod).map(|w| (w.problem, w.message));
-    let ended = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
-                .map(|t| (t.exit_code, t.reason.as_deref()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (status.and_then(|s| s.phase.as_deref()), ended, waiting)
-}
-
-type PodOutcome<'a> = (
-    Option<&'a str>,
-    Vec<(i32, Option<&'a str>)>,
-    Option<(crate::plan::step::StartProblem, String)>,
-);
-
 /// Passes an object on only when a projection of it changed since it was
 /// last passed on. Entries are keyed by uid, so a re-created object starts afresh;
 /// the map is pruned of objects not seen for an hour as it grows.
@@ -356,7 +287,6 @@ fn step_of<K: Resource>(obj: &K) -> Option<ObjectRef<Step>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus};
 
     fn step(uid: &str, generation: i64) -> Step {
         let mut s = Step::new("s", Default::default());
@@ -374,41 +304,5 @@ mod tests {
         assert!(c.changed(&a, 2), "projection changed");
         // A re-created object (new uid) with the same name is new.
         assert!(c.changed(&step("u2", 1), 2));
-    }
-
-    #[test]
-    fn trimmed_pods_keep_what_job_view_reads() {
-        let mut pod = Pod::default();
-        pod.metadata.labels = Some([(PodIndex::JOB_LABEL.to_string(), "j".to_string())].into());
-        pod.spec = Some(Default::default());
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: Some("Failed".into()),
-            conditions: Some(vec![Default::default()]),
-            container_statuses: Some(vec![ContainerStatus {
-                image: "registry/app:1".into(),
-                state: Some(ContainerState {
-                    terminated: Some(ContainerStateTerminated {
-                        exit_code: 3,
-                        reason: Some("Error".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        });
-        trim_pod(&mut pod);
-        let status = pod.status.as_ref().unwrap();
-        assert!(pod.spec.is_none() && status.conditions.is_none());
-        assert_eq!(status.phase.as_deref(), Some("Failed"));
-        let c = &status.container_statuses.as_ref().unwrap()[0];
-        assert!(c.image.is_empty());
-        let t = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
-        assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
-        assert_eq!(
-            pod.labels().get(PodIndex::JOB_LABEL).map(String::as_str),
-            Some("j")
-        );
     }
 }

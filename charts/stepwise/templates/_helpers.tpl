@@ -135,4 +135,9 @@ why; keep them in step with what src/controller does against the API.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# The Job controller's FailedCreate Events say why an attempt has no pod
+# (admission, quota): listed by field selector while it has none.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 {{- end }}

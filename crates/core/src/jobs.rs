@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, PodSecurityContext, PodTemplateSpec, SeccompProfile, SecurityContext,
 };
@@ -132,11 +134,29 @@ pub fn build(
         spec: Some(JobSpec {
             backoff_limit: Some(0),
             active_deadline_seconds: action.timeout_seconds,
+            pod_failure_policy: Some(disruption_fails_the_job()),
             template,
             ..Default::default()
         }),
         status: None,
     })
+}
+
+/// A disrupted pod (Eviction API, preemption, taint, node loss) fails the
+/// Job with reason `PodFailurePolicy` and a message naming `DisruptionTarget`,
+/// so the cause outlives the pod. `backoffLimit` is 0, so the Job fails
+/// either way; only the condition says more.
+fn disruption_fails_the_job() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".into(),
+            on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                type_: "DisruptionTarget".into(),
+                status: Some("True".into()),
+            }]),
+            on_exit_codes: None,
+        }],
+    }
 }
 
 /// Restricted Pod Security defaults wherever the template leaves the choice open,

@@ -9,8 +9,10 @@ pub mod api;
 pub mod crd;
 pub mod jobs;
 pub mod plan;
+pub mod reason;
 pub mod retry;
 pub mod status;
+pub mod view;
 
 /// What the core refuses: an object it cannot build from, YAML it cannot render.
 #[derive(Debug, thiserror::Error)]

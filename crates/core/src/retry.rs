@@ -6,6 +6,7 @@ use jiff::SignedDuration;
 use sha2::{Digest, Sha256};
 
 use crate::api::{AttemptStatus, RetryPolicy};
+use crate::reason::FailureReason;
 
 /// How many attempts the policy allows without a person, for a failure like `failed`.
 pub fn automatic_attempts(policy: Option<&RetryPolicy>, failed: &AttemptStatus) -> u32 {
@@ -15,7 +16,9 @@ pub fn automatic_attempts(policy: Option<&RetryPolicy>, failed: &AttemptStatus) 
     }
 }
 
-/// A failure is retryable unless `retryOn` narrows retries and the failure matches none of it.
+/// A failure is retryable unless `retryOn` narrows retries and the failure
+/// matches none of it. Reasons match as `FailureReason::matched_by` says
+/// (an alias is its reason; `StartTimeout` matches every start failure).
 pub fn is_retryable(policy: &RetryPolicy, failed: &AttemptStatus) -> bool {
     let Some(on) = &policy.retry_on else {
         return true;
@@ -26,8 +29,17 @@ pub fn is_retryable(policy: &RetryPolicy, failed: &AttemptStatus) -> bool {
     let reason_matches = failed
         .reason
         .as_deref()
-        .is_some_and(|r| on.reasons.iter().any(|x| x == r));
+        .is_some_and(|r| on.reasons.iter().any(|x| reason_matches(r, x)));
     code_matches || reason_matches
+}
+
+/// Whether the recorded reason `recorded` is matched by the listed `listed`.
+fn reason_matches(recorded: &str, listed: &str) -> bool {
+    match (FailureReason::parse(recorded), FailureReason::parse(listed)) {
+        (Some(r), Some(l)) => r.matched_by(l),
+        // A reason outside the vocabulary (an older status) matches itself only.
+        _ => recorded == listed,
+    }
 }
 
 /// The wait after the `failed_attempt`-th failure (1-based) before the next attempt.
@@ -206,5 +218,36 @@ mod tests {
         assert!(is_retryable(&p, &failed(None, "DeadlineExceeded")));
         assert!(!is_retryable(&p, &failed(Some(1), "Error")));
         assert_eq!(automatic_attempts(Some(&p), &failed(Some(1), "Error")), 1);
+    }
+
+    #[test]
+    fn start_timeout_matches_every_start_failure_and_aliases_their_reason() {
+        let on = |reasons: &[&str]| RetryPolicy {
+            retry_on: Some(RetryOn {
+                exit_codes: vec![],
+                reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            }),
+            ..Default::default()
+        };
+        let timeout = on(&["StartTimeout"]);
+        for r in [
+            "StartTimeout",
+            "ImagePullBackOff",
+            "Unschedulable",
+            "FailedCreate",
+        ] {
+            assert!(is_retryable(&timeout, &failed(None, r)), "{r}");
+        }
+        assert!(!is_retryable(&timeout, &failed(Some(1), "Error")));
+        assert!(is_retryable(
+            &on(&["ErrImagePull"]),
+            &failed(None, "ImagePullBackOff")
+        ));
+        assert!(!is_retryable(
+            &on(&["ImagePullBackOff"]),
+            &failed(None, "StartTimeout")
+        ));
+        // A reason outside the vocabulary matches only itself.
+        assert!(!is_retryable(&on(&["Error"]), &failed(None, "Weird")));
     }
 }

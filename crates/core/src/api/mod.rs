@@ -44,5 +44,9 @@ pub const ANNOTATION_RECORDED_DECISION: &str = "stepwise.dev/recorded-decision";
 /// On a ManualIntervention Step, written by the operator: the approval as
 /// recorded (`{"approval":"approved","decidedAt":"..."}`).
 pub const ANNOTATION_RECORDED_APPROVAL: &str = "stepwise.dev/recorded-approval";
+/// On a Job, written by the operator before the status records it: the
+/// start timeout's outcome (`{"reason":"ImagePullBackOff","message":"...","at":"..."}`);
+/// the Job is suspended with it, and reads as that failure once its pod is gone.
+pub const ANNOTATION_START_FAILURE: &str = "stepwise.dev/start-failure";
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "stepwise";

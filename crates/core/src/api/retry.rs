@@ -46,12 +46,17 @@ pub struct RetryOn {
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub exit_codes: Vec<i32>,
-    /// Failure reasons that make a failure retryable: `Error` (non-zero exit),
-    /// `OOMKilled`, `DeadlineExceeded` (action timeout), `JobDeleted`, `PodFailed`,
-    /// `StartTimeout` (the container did not start within `startTimeoutSeconds`).
+    /// Failure reasons that make a failure retryable, from Stepwise's failure
+    /// vocabulary (README "What the operator does with each real outcome"):
+    /// `Error` (non-zero exit), `OOMKilled`, `StartError`, `ContainerCannotRun`,
+    /// `DeadlineExceeded` (action timeout), `BackoffLimitExceeded`, `JobDeleted`,
+    /// `PodFailed`, `Evicted`, `DisruptionTarget`, `ImagePullBackOff` (alias
+    /// `ErrImagePull`), `CreateContainerConfigError`, `InvalidImageName`,
+    /// `Unschedulable`, `FailedCreate`, `StartTimeout` (any attempt the start
+    /// timeout failed, whatever its cause).
     #[serde(default)]
     #[schemars(length(max = 8))]
-    #[x_kube(validation = Rule::new("self.all(r, r in ['Error', 'OOMKilled', 'DeadlineExceeded', 'JobDeleted', 'PodFailed', 'BackoffLimitExceeded', 'StartTimeout'])").message("reasons may be Error, OOMKilled, DeadlineExceeded, JobDeleted, PodFailed, BackoffLimitExceeded or StartTimeout"))]
+    #[x_kube(validation = Rule::new(crate::reason::FailureReason::cel_rule()).message(kube::core::Message::Message(crate::reason::FailureReason::cel_message())))]
     pub reasons: Vec<String>,
 }
 

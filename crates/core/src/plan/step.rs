@@ -11,7 +11,7 @@
 //! | Running                            | its Job exists                          | Running, nothing to do                                  |
 //! | Running                            | its Job is gone                         | attempt Failed (JobDeleted), then as Failed below       |
 //! | Running                            | cannot start, or no pod; now < start + startTimeout | Running; requeue at start + startTimeout |
-//! | Running                            | cannot start, or no pod; now >= start + startTimeout | attempt Failed (StartTimeout), its Job deleted; then as Failed below |
+//! | Running                            | cannot start, or no pod; now >= start + startTimeout | attempt Failed (the cause, e.g. ImagePullBackOff, else StartTimeout), its Job annotated and suspended; then as Failed below |
 //! | Succeeded                          |                                         | next action (all done: step Succeeded)                  |
 //! | Failed k                           | retryable, k < 1 + limit, now < due     | Retrying; `nextAttemptAt` = first seen + delay; requeue |
 //! | Failed k                           | retryable, k < 1 + limit, now >= due    | create attempt k + 1; Running                           |
@@ -58,7 +58,9 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
     AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
 };
+use crate::reason::FailureReason;
 use crate::status::{GuidedFailure, Health, conditions};
+pub use crate::view::StartFailure;
 
 /// An attempt is known by its action's name and its 1-based number.
 pub type AttemptKey = (String, u32);
@@ -76,9 +78,11 @@ pub struct JobView {
     pub waiting: Option<Waiting>,
     /// While it runs: the Job has no pod at all (admission refused it, say).
     pub no_pod: bool,
+    /// The Job carries its start timeout's outcome (`stepwise.dev/start-failure`).
+    pub start_failure_recorded: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum JobState {
     Running,
     Succeeded {
@@ -86,8 +90,7 @@ pub enum JobState {
     },
     Failed {
         finished_at: Option<Timestamp>,
-        /// `Error`, `OOMKilled`, `DeadlineExceeded`, `BackoffLimitExceeded`, ...
-        reason: String,
+        reason: FailureReason,
         exit_code: Option<i32>,
         message: String,
         /// When the operator's watch first delivered the failure; retry
@@ -168,9 +171,16 @@ pub struct StepPlan {
     pub record_decisions: Vec<RecordDecision>,
     /// The approval to record on the Step (after the status write).
     pub record_approval: Option<ApprovalRecord>,
-    /// Jobs of attempts failed for `StartTimeout`, to delete (after the
-    /// status write, which alone records the failure).
-    pub delete_jobs: Vec<String>,
+    /// Jobs of attempts the start timeout failed, to annotate with their
+    /// outcome and suspend (before the status write).
+    pub stop_jobs: Vec<StopJob>,
+}
+
+/// A stuck Job to stop, and the outcome to keep on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopJob {
+    pub name: String,
+    pub record: StartFailure,
 }
 
 pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepPlan {
@@ -285,7 +295,7 @@ impl Planner<'_, '_> {
         };
         // Every decision on its Job before the list is trimmed.
         let record_decisions = records::unrecorded(&self.decisions, &self.obs.jobs);
-        let delete_jobs = start::stuck_jobs(&actions, &self.obs.jobs);
+        let stop_jobs = start::stuck_jobs(&actions, &self.obs.jobs);
         actions.iter_mut().for_each(bounds::trim_attempts);
         let mut earlier_decisions = previous.earlier_decisions.clone();
         bounds::trim_decisions(&mut self.decisions, &mut earlier_decisions, &actions);
@@ -316,7 +326,7 @@ impl Planner<'_, '_> {
             requeue_now: self.requeue_now,
             record_decisions,
             record_approval,
-            delete_jobs,
+            stop_jobs,
         }
     }
 }

@@ -67,7 +67,7 @@ impl Planner<'_, '_> {
                             Some(seen_at.map_or(self.now, |t| t.min(self.now)));
                         attempt.finished_at =
                             not_before(finished_at.unwrap_or(self.now), attempt.started_at);
-                        attempt.reason = Some(reason.clone());
+                        attempt.reason = Some(reason.as_str().into());
                         attempt.exit_code = *exit_code;
                         attempt.message = Some(bounds::capped(message.clone()));
                         self.events.push(
@@ -99,7 +99,7 @@ impl Planner<'_, '_> {
                 if attempt.outcome == Outcome::Running && !self.obs.jobs.contains_key(&key) {
                     attempt.outcome = Outcome::Failed;
                     attempt.finished_at = Some(self.now);
-                    attempt.reason = Some("JobDeleted".into());
+                    attempt.reason = Some(FailureReason::JobDeleted.as_str().into());
                     attempt.message = Some(format!(
                         "Job {} was deleted before it finished",
                         attempt.job

@@ -42,7 +42,7 @@ fn retries(limit: u32, delay: u32) -> Option<RetryPolicy> {
 fn failed(code: i32) -> JobState {
     JobState::Failed {
         finished_at: None,
-        reason: "Error".into(),
+        reason: FailureReason::Error,
         exit_code: Some(code),
         message: String::new(),
         seen_at: None,
@@ -113,6 +113,7 @@ impl World {
                     decision: None,
                     waiting: None,
                     no_pod: false,
+                    start_failure_recorded: false,
                 },
             );
             self.created.push((action, c.attempt, now));
@@ -558,6 +559,7 @@ fn adopts_a_job_created_before_a_lost_status_write() {
             decision: None,
             waiting: None,
             no_pod: false,
+            start_failure_recorded: false,
         },
     );
     let p = w.step(t(1.0));
@@ -772,7 +774,7 @@ fn status_stays_small_with_long_histories() {
     let mut w = World::new(spec(&refs, retries(10, 0), true));
     let long = JobState::Failed {
         finished_at: None,
-        reason: "Error".into(),
+        reason: FailureReason::Error,
         exit_code: Some(1),
         message: "x".repeat(4096),
         seen_at: None,
@@ -1100,7 +1102,7 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     w.step(t(0.0));
     let job = w.jobs.get_mut(&("a".into(), 1)).unwrap();
     job.waiting = Some(Waiting {
-        container: "main".into(),
+        container: Some("main".into()),
         problem: StartProblem::ImagePullBackOff,
         message: "Back-off pulling image \"x:1\"".into(),
     });

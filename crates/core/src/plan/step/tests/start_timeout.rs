@@ -1,5 +1,6 @@
 //! The start timeout: an attempt whose container cannot start, or whose Job
-//! has no pod, fails with `StartTimeout` once start + startTimeout is reached.
+//! has no pod, fails with the cause (`StartTimeout` when none is known) once
+//! start + startTimeout is reached.
 
 use super::*;
 
@@ -24,7 +25,7 @@ fn on_start_timeout(limit: u32, delay: u32) -> Option<RetryPolicy> {
 
 fn pull_error() -> Waiting {
     Waiting {
-        container: "main".into(),
+        container: Some("main".into()),
         problem: StartProblem::ErrImagePull,
         message: "connection refused".into(),
     }
@@ -55,7 +56,7 @@ fn before_the_deadline_the_attempt_runs_and_the_step_wakes_at_it() {
     let p = w.step(t(4.9));
     assert_eq!(p.requeue_at, Some(t(5.0)));
     assert_eq!(w.attempt(1).outcome, Outcome::Running);
-    assert!(p.delete_jobs.is_empty());
+    assert!(p.stop_jobs.is_empty());
     assert_eq!(w.phase(), Phase::Running);
 }
 
@@ -67,13 +68,24 @@ fn at_the_deadline_a_container_that_cannot_start_fails_the_attempt() {
     let p = w.step(t(5.0));
     let a = w.attempt(1);
     assert_eq!(a.outcome, Outcome::Failed);
-    assert_eq!(a.reason.as_deref(), Some(REASON_START_TIMEOUT));
     assert_eq!(
-        a.message.as_deref(),
-        Some("did not start within 5 s: container main: ErrImagePull: connection refused")
+        a.reason.as_deref(),
+        Some("ImagePullBackOff"),
+        "the kubelet's cause"
     );
+    let message = "did not start within 5 s: container main: ErrImagePull: connection refused";
+    assert_eq!(a.message.as_deref(), Some(message));
     assert_eq!(a.failure_seen_at, Some(t(5.0)));
-    assert_eq!(p.delete_jobs, vec!["rel-migrate-a-1".to_string()]);
+    let record = StartFailure {
+        reason: "ImagePullBackOff".into(),
+        message: message.into(),
+        at: t(5.0),
+    };
+    let stop = StopJob {
+        name: "rel-migrate-a-1".into(),
+        record,
+    };
+    assert_eq!(p.stop_jobs, vec![stop]);
     assert!(
         p.events
             .iter()
@@ -87,7 +99,9 @@ fn a_job_with_no_pod_at_all_fails_at_the_deadline() {
     let mut w = World::new(with_timeout(5, None, false));
     w.step(t(0.0));
     w.job(1).no_pod = true;
-    assert_eq!(w.step(t(1.0)).requeue_at, Some(t(5.0)));
+    // Looked at again soon, for the Job controller's FailedCreate Event.
+    assert_eq!(w.step(t(1.0)).requeue_at, Some(t(3.0)));
+    assert_eq!(w.step(t(4.0)).requeue_at, Some(t(5.0)));
     w.step(t(6.0));
     let a = w.attempt(1);
     assert_eq!(a.reason.as_deref(), Some(REASON_START_TIMEOUT));
@@ -101,7 +115,7 @@ fn a_container_that_started_never_times_out() {
     let p = w.step(t(10_000.0));
     assert_eq!(w.attempt(1).outcome, Outcome::Running);
     assert_eq!(p.requeue_at, None);
-    assert!(p.delete_jobs.is_empty());
+    assert!(p.stop_jobs.is_empty());
 }
 
 #[test]
@@ -116,7 +130,7 @@ fn the_deadline_counts_from_each_attempts_start_and_retry_on_applies() {
     assert_eq!(w.step(t(10.9)).requeue_at, Some(t(11.0)));
     assert_eq!(w.attempt(2).outcome, Outcome::Running);
     w.step(t(11.0));
-    assert_eq!(w.attempt(2).reason.as_deref(), Some(REASON_START_TIMEOUT));
+    assert_eq!(w.attempt(2).reason.as_deref(), Some("ImagePullBackOff"));
     assert_eq!(w.phase(), Phase::Failed);
     assert_eq!(w.status.actions[0].attempts.len(), 2);
 }
@@ -131,16 +145,20 @@ fn guided_failure_applies_to_a_start_timeout() {
 }
 
 #[test]
-fn the_deleted_job_of_a_timed_out_attempt_stays_a_start_timeout() {
+fn the_stuck_job_is_stopped_until_it_carries_the_outcome_and_stays_failed() {
     let mut w = World::new(with_timeout(5, None, false));
     w.step(t(0.0));
-    w.cannot_pull(1);
+    w.job(1).no_pod = true;
     let p = w.step(t(5.0));
-    // Until the delete is seen, every plan asks for it again.
-    assert_eq!(w.step(t(5.5)).delete_jobs, p.delete_jobs);
+    assert_eq!(w.attempt(1).reason.as_deref(), Some(REASON_START_TIMEOUT));
+    // Until the Job carries the outcome, every plan asks to stop it again.
+    assert_eq!(w.step(t(5.5)).stop_jobs, p.stop_jobs);
+    w.job(1).start_failure_recorded = true;
+    assert!(w.step(t(6.0)).stop_jobs.is_empty());
+    // Deleted by someone: still the start timeout, never run again.
     w.jobs.clear();
     let p = w.step(t(7.0));
-    assert!(p.delete_jobs.is_empty());
+    assert!(p.stop_jobs.is_empty());
     assert_eq!(p.create, None, "no attempt runs again");
     assert_eq!(w.attempt(1).reason.as_deref(), Some(REASON_START_TIMEOUT));
     assert_eq!(w.phase(), Phase::Failed);
@@ -163,7 +181,7 @@ proptest! {
             w.step(t(at));
             let a = w.attempt(1);
             let due = t(at) >= t(start) + SignedDuration::from_secs(limit);
-            prop_assert_eq!(a.reason.as_deref() == Some(REASON_START_TIMEOUT), due, "at {} {:?}", at, a);
+            prop_assert_eq!(a.outcome == Outcome::Failed, due, "at {} {:?}", at, a);
             if due { break }
         }
     }
