@@ -19,6 +19,9 @@ scripts/cluster.sh up
 
 say "CRDs"
 run kubectl apply --server-side -f crds/
+# The operator checks the CRDs are served before it starts: a fresh CRD is
+# only served once Established (a second or so; here at most 60 s).
+run kubectl wait --for=condition=Established --timeout=60s crd/deployments.stepwise.dev crd/steps.stepwise.dev
 
 say "operator (logs: .cluster/logs/operator.log)"
 mkdir -p .cluster/logs .cluster/pids
