@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::events::{operator_events as events, wait_warning};
 use common::manifests::{action, release};
 use common::operator::setup;
-use common::release::{create_release as create, wait_phase};
+use common::release::{create_release as create, wait_phase, wipe_status};
 use common::{TestNamespace, wait_for};
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -206,28 +206,6 @@ async fn annotations_are_never_ignored_silently() {
     assert!(warned, "{:?}", events(&ns).await);
     drop(op);
     ns.cleanup().await;
-}
-
-/// Wipes an object's status the way a restore without status leaves it.
-async fn wipe_status<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let clear = json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": {} });
-    api.patch_status(
-        name,
-        &PatchParams::apply("someone-else").force(),
-        &Patch::Apply(&clear),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("clearing {name}: {e}"));
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": null })),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("wiping {name}: {e}"));
 }
 
 /// What a Step's status says that a wipe must not change.

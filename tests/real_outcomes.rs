@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use common::manifests::release;
 use common::operator::setup;
 use common::real::{real_action, real_node};
-use common::release::wait_phase;
+use common::release::{attempts, step_status};
 use common::{TestNamespace, job_has_condition};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
-use stepwise::api::{Deployment, Phase, Step, StepStatus};
+use stepwise::api::{Deployment, Phase, Step};
 use stepwise::jobs::job_name;
 
 /// How long the overlap test may take: two deadlines, two grace periods.
@@ -71,22 +71,6 @@ fn running(p: &Pod) -> bool {
             cs.iter()
                 .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
         })
-}
-
-/// The step's status once it reaches `phase`.
-async fn step_status(ns: &TestNamespace, release: &str, phase: Phase) -> StepStatus {
-    let steps: Api<Step> = ns.api();
-    let step = wait_phase(&steps, &format!("{release}-run"), phase).await;
-    step.status.expect("a status")
-}
-
-/// (number, reason, exit code) of each attempt of the step's only action.
-fn attempts(status: &StepStatus) -> Vec<(u32, Option<String>, Option<i32>)> {
-    status.actions[0]
-        .attempts
-        .iter()
-        .map(|a| (a.number, a.reason.clone(), a.exit_code))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

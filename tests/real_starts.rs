@@ -15,13 +15,13 @@ use common::TestNamespace;
 use common::manifests::release;
 use common::operator::setup;
 use common::real::{real_action, real_node};
-use common::release::wait_phase;
+use common::release::{attempts, step_status, wipe_status};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::{EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use stepwise::api::{ANNOTATION_START_FAILURE, Deployment, Phase, Step, StepStatus};
+use stepwise::api::{ANNOTATION_START_FAILURE, Deployment, Phase, Step};
 use stepwise::jobs::job_name;
 
 async fn start_release(ns: &TestNamespace, name: &str, retries: Value, actions: Vec<Value>) {
@@ -37,21 +37,6 @@ async fn start_release(ns: &TestNamespace, name: &str, retries: Value, actions: 
         )
         .await
         .unwrap_or_else(|e| panic!("cannot create release {name}: {e}"));
-}
-
-async fn step_status(ns: &TestNamespace, release: &str, phase: Phase) -> StepStatus {
-    let steps: Api<Step> = ns.api();
-    let step = wait_phase(&steps, &format!("{release}-run"), phase).await;
-    step.status.expect("a status")
-}
-
-/// (number, reason, exit code) of each attempt of the step's only action.
-fn attempts(status: &StepStatus) -> Vec<(u32, Option<String>, Option<i32>)> {
-    status.actions[0]
-        .attempts
-        .iter()
-        .map(|a| (a.number, a.reason.clone(), a.exit_code))
-        .collect()
 }
 
 fn attempt_env() -> Value {
@@ -269,25 +254,6 @@ async fn the_start_timeouts_outcome_survives_a_status_wipe() {
         "no attempt runs again"
     );
     ns.cleanup().await;
-}
-
-/// Wipes a Step's status the way a restore without status leaves it.
-async fn wipe_status(api: &Api<Step>, name: &str) {
-    let clear = json!({ "apiVersion": "stepwise.dev/v1alpha1", "kind": "Step", "status": {} });
-    api.patch_status(
-        name,
-        &PatchParams::apply("someone-else").force(),
-        &Patch::Apply(&clear),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("clearing {name}: {e}"));
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": null })),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("wiping {name}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
