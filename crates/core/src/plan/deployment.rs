@@ -386,8 +386,11 @@ fn finish(
             PlannedEvent::warning(EventReason::DeploymentFailed, message.clone())
         });
     }
-    if matches!(w.reason, "StepNameTaken" | "JobNamesClash") && previous.phase != Some(phase) {
-        events.push(PlannedEvent::warning(w.reason, message.clone()));
+    let clash = [EventReason::StepNameTaken, EventReason::JobNamesClash]
+        .into_iter()
+        .find(|r| r.as_str() == w.reason);
+    if let Some(reason) = clash.filter(|_| previous.phase != Some(phase)) {
+        events.push(PlannedEvent::warning(reason, message.clone()));
     }
     let waiting = phase == Phase::WaitingForDecision;
     let health = Health {

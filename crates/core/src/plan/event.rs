@@ -32,13 +32,10 @@ pub enum EventReason {
     Queued,
     /// A newer release of its concurrency key (policy Supersede) replaced it.
     Superseded,
-    /// A reason still passed as a string by code not converted yet
-    /// (`plan/step/start.rs`, which another change is moving); kept as given.
-    Other(&'static str),
 }
 
 impl EventReason {
-    /// Every listed reason (not [`EventReason::Other`]).
+    /// Every reason.
     pub const ALL: [EventReason; 23] = [
         Self::AttemptStarted,
         Self::AttemptFailed,
@@ -90,18 +87,7 @@ impl EventReason {
             Self::DeploymentFailed => "DeploymentFailed",
             Self::Queued => "Queued",
             Self::Superseded => "Superseded",
-            Self::Other(name) => name,
         }
-    }
-}
-
-/// A name spelled as a string becomes its listed reason when there is one.
-impl From<&'static str> for EventReason {
-    fn from(name: &'static str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == name)
-            .unwrap_or(Self::Other(name))
     }
 }
 
@@ -124,18 +110,18 @@ pub struct PlannedEvent {
 }
 
 impl PlannedEvent {
-    pub fn normal(reason: impl Into<EventReason>, note: impl Into<String>) -> Self {
+    pub fn normal(reason: EventReason, note: impl Into<String>) -> Self {
         Self {
             warning: false,
-            reason: reason.into(),
+            reason,
             note: note.into(),
             related: None,
         }
     }
-    pub fn warning(reason: impl Into<EventReason>, note: impl Into<String>) -> Self {
+    pub fn warning(reason: EventReason, note: impl Into<String>) -> Self {
         Self {
             warning: true,
-            reason: reason.into(),
+            reason,
             note: note.into(),
             related: None,
         }
@@ -151,17 +137,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_are_distinct() {
-        for r in EventReason::ALL {
-            assert_eq!(EventReason::from(r.as_str()), r);
-        }
+    fn names_are_distinct() {
         let mut names: Vec<_> = EventReason::ALL.iter().map(|r| r.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), EventReason::ALL.len());
-        assert_eq!(
-            EventReason::from("AttemptFailed"),
-            EventReason::AttemptFailed
-        );
+        assert_eq!(EventReason::AttemptFailed.as_str(), "AttemptFailed");
     }
 }

@@ -62,7 +62,7 @@ impl Planner<'_, '_> {
                 "{head} waits: Job {} already exists and is owned by {owner}, not by this Step; the attempt starts once that Job is gone",
                 f.name
             );
-            ("JobNameTaken", msg, self.now + FOREIGN_RECHECK)
+            (EventReason::JobNameTaken, msg, self.now + FOREIGN_RECHECK)
         } else {
             let r = self
                 .obs
@@ -74,14 +74,19 @@ impl Planner<'_, '_> {
                 r.message,
                 clock(r.retry_at)
             );
-            ("JobCreateFailed", msg, r.retry_at)
+            (EventReason::JobCreateFailed, msg, r.retry_at)
         };
         action.phase = ActionPhase::Pending;
         self.requeue_at = Some(at);
         if self.obs.previous.message.as_deref() != Some(msg.as_str()) {
             self.events.push(PlannedEvent::warning(reason, msg.clone()));
         }
-        Some(Verdict::new(Phase::Running, reason, msg, Some(index)))
+        Some(Verdict::new(
+            Phase::Running,
+            reason.as_str(),
+            msg,
+            Some(index),
+        ))
     }
 
     pub(super) fn remove(&mut self, key: &'static str) {

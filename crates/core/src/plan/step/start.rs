@@ -192,7 +192,7 @@ impl Planner<'_, '_> {
             describe(last)
         );
         self.events
-            .push(PlannedEvent::warning("AttemptFailed", note).about(&last.job));
+            .push(PlannedEvent::warning(EventReason::AttemptFailed, note).about(&last.job));
     }
 
     /// The verdict for a running attempt: "running", or what keeps its
@@ -213,8 +213,10 @@ impl Planner<'_, '_> {
             w.describe()
         ));
         if self.obs.previous.message.as_deref() != Some(msg.as_str()) {
-            self.events
-                .push(PlannedEvent::warning("AttemptCannotStart", msg.clone()).about(&last.job));
+            self.events.push(
+                PlannedEvent::warning(EventReason::AttemptCannotStart, msg.clone())
+                    .about(&last.job),
+            );
         }
         Verdict::new(Phase::Running, REASON_CANNOT_START, msg, None)
     }
