@@ -355,14 +355,14 @@ fn count(
             .iter()
             .find(|a| a.number + 1 == c.attempt)
             .filter(|a| retry::automatic_attempts(Some(policy), a) > a.number);
-        if let Some(seen) = failed.and_then(|a| a.failure_seen_at) {
-            let due = seen
-                + retry::delay_after(
-                    policy,
-                    c.attempt - 1,
-                    &step.uid().unwrap_or_default(),
-                    &action.name,
-                );
+        if let Some(failed) = failed.filter(|a| a.failure_seen_at.is_some()) {
+            let due = retry::due(
+                policy,
+                failed,
+                &step.uid().unwrap_or_default(),
+                &action.name,
+                created_at,
+            );
             m.retry_delay_error
                 .observe(created_at.duration_since(due).as_secs_f64());
         }

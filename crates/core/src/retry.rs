@@ -2,7 +2,7 @@
 //! how long to wait before the next attempt. Pure, so the planner and its
 //! tests agree on every number.
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
 use crate::api::{AttemptStatus, RetryPolicy};
@@ -70,6 +70,20 @@ pub fn delay_after(
     }
     // Capped at a day, the schema's largest delay, so the cast is exact.
     SignedDuration::from_millis(ms.clamp(0.0, 86_400_000.0).round() as i64)
+}
+
+/// When the attempt after `failed` is due: `delay_after` its failure, counted
+/// from when the operator first saw it fail (or `now` when that is not
+/// recorded yet). The planner schedules with it and the shell's metrics
+/// measure lateness against it, so both read one number.
+pub fn due(
+    policy: &RetryPolicy,
+    failed: &AttemptStatus,
+    seed: &str,
+    action: &str,
+    now: Timestamp,
+) -> Timestamp {
+    failed.failure_seen_at.unwrap_or(now) + delay_after(policy, failed.number, seed, action)
 }
 
 /// The wait before trying again to create a Job the API server refused for

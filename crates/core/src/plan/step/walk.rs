@@ -124,8 +124,7 @@ impl Planner<'_, '_> {
         allowed: u32,
     ) -> Verdict {
         let (name, k) = (action.name.clone(), last.number);
-        let seen = last.failure_seen_at.unwrap_or(self.now);
-        let due = seen + retry::delay_after(policy, k, self.obs.seed, &name);
+        let due = retry::due(policy, last, self.obs.seed, &name, self.now);
         if self.now >= due {
             return self.start(action, i, k + 1);
         }
