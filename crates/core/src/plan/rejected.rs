@@ -5,6 +5,7 @@
 //! planners' statuses are finished here, so the shell builds none by hand.
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::step::StepPlan;
 use super::{EventReason, PlannedEvent};
@@ -30,14 +31,9 @@ pub fn step(
     }
     status.phase = Some(Phase::Failed);
     status.message = Some(message.to_string());
-    status.conditions = failed(
-        reason.as_str(),
-        message,
-        &previous.conditions,
-        generation,
-        now,
-    );
-    (status, PlannedEvent::warning(reason, message))
+    let (conditions, event) = refused(reason, &previous.conditions, generation, message, now);
+    status.conditions = conditions;
+    (status, event)
 }
 
 /// The Deployment's status once its next Step was refused.
@@ -52,12 +48,20 @@ pub fn deployment(
     let mut status = planned.clone();
     status.phase = Some(Phase::Failed);
     status.message = Some(message.to_string());
-    status.conditions = failed(
-        reason.as_str(),
-        message,
-        &previous.conditions,
-        generation,
-        now,
-    );
-    (status, PlannedEvent::warning(reason, message))
+    let (conditions, event) = refused(reason, &previous.conditions, generation, message, now);
+    status.conditions = conditions;
+    (status, event)
+}
+
+/// What a refusal makes of either object: Failed and Stalled conditions
+/// with the server's words, and the Warning Event that says so.
+fn refused(
+    reason: EventReason,
+    previous: &[Condition],
+    generation: Option<i64>,
+    message: &str,
+    now: Timestamp,
+) -> (Vec<Condition>, PlannedEvent) {
+    let conditions = failed(reason.as_str(), message, previous, generation, now);
+    (conditions, PlannedEvent::warning(reason, message))
 }
