@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::{Api, Client};
-use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+use kube::Client;
 
 use crate::controller::{self, Settings};
+use crate::leader::Election;
 use crate::telemetry::{self, Health, Metrics};
 use crate::{Error, Result};
 
@@ -149,126 +148,53 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
         instance: instance.clone(),
     };
 
+    let run = || {
+        controller::run(
+            client.clone(),
+            settings,
+            metrics.clone(),
+            health.clone(),
+            shutdown_signal(),
+        )
+    };
     let work = async {
         if !args.leader_elect {
             metrics.leader.set(1);
-            return controller::run(
-                client,
-                settings,
-                metrics.clone(),
-                health.clone(),
-                shutdown_signal(),
-            )
-            .await;
+            return run().await;
         }
-        let namespace = args
-            .leader_election_namespace
-            .clone()
-            .or_else(pod_namespace)
-            .unwrap_or_else(|| "default".into());
-        let identity = format!(
-            "{}-{}",
-            instance.unwrap_or_else(|| "stepwise".into()),
-            std::process::id()
-        );
-        let secs = args.lease_duration.as_secs().max(2);
-        let build = || {
-            LeaseManagerBuilder::new(client.clone(), &args.leader_election_id)
-                .with_namespace(&namespace)
-                .with_parameters(LeaseParams::new(identity.clone(), secs, (secs / 3).max(1)))
-                .build()
+        let election = Election {
+            client: client.clone(),
+            lease: args.leader_election_id.clone(),
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .or_else(pod_namespace)
+                .unwrap_or_else(|| "default".into()),
+            identity: format!(
+                "{}-{}",
+                instance.unwrap_or_else(|| "stepwise".into()),
+                std::process::id()
+            ),
+            duration: args.lease_duration,
         };
-        let manager = build().await.map_err(|e| Error::Lease(e.to_string()))?;
         // A standby replica is ready once it could take over: the CRDs are served.
         controller::check_crds(&client, args.namespace.as_deref()).await?;
         health.set_ready(true);
-        let (mut leading, mut lease_task) = manager.watch().await;
-        tracing::info!(lease = %args.leader_election_id, %namespace, %identity, "waiting to become leader");
-        // kube-lease-manager's standby sleeps until the lease it saw expires:
-        // a lease that a leader released when it stopped cleanly would wait
-        // for up to a whole lease duration (and a replica started meanwhile
-        // would take it first). So the standby also reads the Lease every
-        // 2 s (client-go's retry period) and, once it sees it released,
-        // starts a new manager, which takes an orphaned lease at once.
-        let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
-        loop {
-            let outcome = tokio::select! {
-                r = leading.wait_for(|l| *l) => if r.is_ok() { Wait::Leading } else { Wait::TaskEnded },
-                _ = lease_released(&leases, &args.leader_election_id) => Wait::Released,
-                _ = shutdown_signal() => return Ok(()),
-            };
-            match outcome {
-                Wait::Leading => break,
-                Wait::TaskEnded => {
-                    let why = match lease_task.await {
-                        Ok(Err(e)) => e.to_string(),
-                        Ok(Ok(_)) => "it stopped".into(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(Error::Lease(format!("the lease task ended: {why}")));
-                }
-                Wait::Released => {
-                    tracing::info!(lease = %args.leader_election_id, "the lease was released; trying to take it");
-                    // A standby's task only reads the Lease or tries to lock
-                    // it under our identity, which the new manager renews.
-                    lease_task.abort();
-                    let manager = build().await.map_err(|e| Error::Lease(e.to_string()))?;
-                    (leading, lease_task) = manager.watch().await;
-                }
-            }
-        }
-        tracing::info!("became leader");
-        metrics.leader.set(1);
-        let mut lost = leading.clone();
-        let result = tokio::select! {
-            r = controller::run(client, settings, metrics.clone(), health.clone(), shutdown_signal()) => r,
-            _ = lost.wait_for(|l| !*l) => {
-                // Another replica may act from now on: stop at once, as controller-runtime does.
-                tracing::error!("lost the lease; exiting");
-                std::process::exit(1);
-            }
-        };
-        // Closing the channel makes the lease task release the lease.
-        drop(leading);
-        drop(lost);
+        let result = election
+            .lead(
+                || async {
+                    metrics.leader.set(1);
+                    run().await
+                },
+                shutdown_signal,
+            )
+            .await;
         metrics.leader.set(0);
-        match lease_task.await {
-            Ok(Ok(_)) => tracing::info!("lease released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
-            Err(e) => tracing::warn!(error = %e, "lease task failed"),
-        }
         result
     };
     tokio::select! {
         r = work => r,
         r = server => r,
-    }
-}
-
-/// What ended a standby's wait.
-enum Wait {
-    Leading,
-    TaskEnded,
-    Released,
-}
-
-/// Resolves once the Lease, seen held, is seen without a holder (a leader
-/// that stopped cleanly released it). Reads it every 2 s; errors are retried.
-async fn lease_released(leases: &Api<Lease>, name: &str) {
-    let mut held = false;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let Ok(Some(lease)) = leases.get_opt(name).await else {
-            continue;
-        };
-        let holder = lease
-            .spec
-            .and_then(|s| s.holder_identity)
-            .filter(|h| !h.is_empty());
-        if held && holder.is_none() {
-            return;
-        }
-        held = holder.is_some();
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod controller;
+pub mod leader;
 pub mod plugin;
 pub mod telemetry;
 

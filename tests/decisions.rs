@@ -295,19 +295,6 @@ async fn a_long_history_keeps_status_small() {
     )
     .await;
     let steps: Api<Step> = ns.api();
-    let decided = |s: &Step| {
-        s.status.as_ref().map_or(0, |st| {
-            st.decisions.len() as u32 + st.earlier_decisions.as_ref().map_or(0, |e| e.count)
-        })
-    };
-    let asks = |s: &Step, n: u32| {
-        s.status.as_ref().is_some_and(|st| {
-            st.message
-                .as_deref()
-                .is_some_and(|m| m.contains("waiting for a decision"))
-        }) && decided(s) == n
-            && !s.annotations().contains_key(ANNOTATION_DECISION)
-    };
     const RETRIES: u32 = 25;
     for n in 0..RETRIES {
         wait_for(
@@ -315,7 +302,7 @@ async fn a_long_history_keeps_status_small() {
             "rel-s",
             LONG,
             &format!("a decision awaited after {n} retries"),
-            |s: &Step| asks(s, n),
+            |s: &Step| asks_after(s, n),
         )
         .await;
         annotate(&steps, "rel-s", ANNOTATION_DECISION, "retry").await;
@@ -325,7 +312,7 @@ async fn a_long_history_keeps_status_small() {
         "rel-s",
         LONG,
         "the last retry failed too",
-        |s: &Step| asks(s, RETRIES),
+        |s: &Step| asks_after(s, RETRIES),
     )
     .await;
     let st = last.status.clone().unwrap();
@@ -364,6 +351,23 @@ async fn a_long_history_keeps_status_small() {
     assert!(bytes < 64 * 1024, "status is {bytes} bytes");
     drop(op);
     ns.cleanup().await;
+}
+
+/// Decisions the Step applied, listed and summed up.
+fn decisions_made(s: &Step) -> u32 {
+    s.status.as_ref().map_or(0, |st| {
+        st.decisions.len() as u32 + st.earlier_decisions.as_ref().map_or(0, |e| e.count)
+    })
+}
+
+/// The Step waits for its next decision after `n` of them, the last one consumed.
+fn asks_after(s: &Step, n: u32) -> bool {
+    s.status.as_ref().is_some_and(|st| {
+        st.message
+            .as_deref()
+            .is_some_and(|m| m.contains("waiting for a decision"))
+    }) && decisions_made(s) == n
+        && !s.annotations().contains_key(ANNOTATION_DECISION)
 }
 
 /// Case 8: a decision annotation is removed only if it still holds the

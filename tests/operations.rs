@@ -93,7 +93,43 @@ async fn survives_sigkill_at_random_moments() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (ns, mut op) = setup("chaos").await;
     let api: Api<Deployment> = ns.api();
+    let expected = create_chaos_releases(&api, &mut rng, releases).await;
+    let down = kill_at_random(&mut op, &mut rng, kills).await;
+    wait_all_finished(&api, Duration::from_secs(60 + 6 * releases as u64)).await;
 
+    let steps: Api<Step> = ns.api();
+    let all_steps = steps.list(&ListParams::default()).await.unwrap().items;
+    let jobs = all_jobs(&ns.api()).await;
+    let mut problems = Vec::new();
+    if let Err(e) = check_accounting(&all_steps, &jobs) {
+        problems.push(e);
+    }
+    for (name, want) in &expected {
+        let d = api.get(name).await.unwrap();
+        problems.extend(check_release(name, *want, &d, &all_steps, &down));
+    }
+    assert!(
+        problems.is_empty(),
+        "seed {seed}:\n{}\noperator log:\n{}",
+        problems.join("\n"),
+        op.log_text()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// Each release scripted to fail its first action 0 to 3 times (limit 2):
+/// its expected phase and number of attempts of that action.
+async fn create_chaos_releases(
+    api: &Api<Deployment>,
+    rng: &mut rand::rngs::StdRng,
+    releases: usize,
+) -> BTreeMap<String, (Phase, u32)> {
     let mut expected = BTreeMap::new();
     for i in 0..releases {
         let fails: u32 = rng.random_range(0..=3);
@@ -121,8 +157,16 @@ async fn survives_sigkill_at_random_moments() {
         };
         expected.insert(name, (phase, fails.min(limit) + 1));
     }
+    expected
+}
 
-    // When the operator was away: a retry due then can only start on its return.
+/// Restarts the operator `kills` times at random moments; when it was away.
+async fn kill_at_random(
+    op: &mut Operator,
+    rng: &mut rand::rngs::StdRng,
+    kills: usize,
+) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
+    // A retry due while the operator was away can only start on its return.
     let mut down: Vec<(jiff::Timestamp, jiff::Timestamp)> = Vec::new();
     for k in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
@@ -136,8 +180,10 @@ async fn survives_sigkill_at_random_moments() {
         );
         down.push((killed, back));
     }
+    down
+}
 
-    let timeout = Duration::from_secs(60 + 6 * releases as u64);
+async fn wait_all_finished(api: &Api<Deployment>, timeout: Duration) {
     wait_until(timeout, "every release to finish", || {
         let api = api.clone();
         async move {
@@ -164,82 +210,76 @@ async fn survives_sigkill_at_random_moments() {
         }
     })
     .await;
+}
 
-    let steps: Api<Step> = ns.api();
-    let all_steps = steps.list(&ListParams::default()).await.unwrap().items;
-    let jobs = all_jobs(&ns.api()).await;
+/// What is wrong with one release: its phase, its attempts, how late its
+/// retries came (not counting time the operator was down), a later step
+/// after a failure.
+fn check_release(
+    name: &str,
+    (phase, attempts_a): (Phase, u32),
+    d: &Deployment,
+    all_steps: &[Step],
+    down: &[(jiff::Timestamp, jiff::Timestamp)],
+) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(e) = check_accounting(&all_steps, &jobs) {
-        problems.push(e);
+    let got = d.status.as_ref().and_then(|s| s.phase);
+    if got != Some(phase) {
+        return vec![format!("{name}: {got:?}, expected {phase:?}")];
     }
-    for (name, (phase, attempts_a)) in &expected {
-        let d = api.get(name).await.unwrap();
-        if d.status.as_ref().and_then(|s| s.phase) != Some(*phase) {
+    let step = all_steps
+        .iter()
+        .find(|s| s.name_any() == format!("{name}-one"))
+        .unwrap();
+    let st = step.status.as_ref().unwrap();
+    let a = &st.actions[0];
+    if a.attempts.len() as u32 != attempts_a {
+        problems.push(format!(
+            "{name}: action a has {} attempts, expected {attempts_a}",
+            a.attempts.len()
+        ));
+    }
+    let delay = step.spec.retries.as_ref().unwrap().delay_seconds;
+    for pair in a.attempts.windows(2) {
+        let seen = pair[0].failure_seen_at.unwrap();
+        let started = pair[1].started_at.unwrap();
+        let due = seen + jiff::SignedDuration::from_secs(i64::from(delay));
+        let late = started.duration_since(due);
+        // Within 1 s of the schedule, not counting time the operator was down.
+        let away = time_away(down, due, started);
+        if late < jiff::SignedDuration::ZERO || late - away > jiff::SignedDuration::from_secs(1) {
             problems.push(format!(
-                "{name}: {:?}, expected {phase:?}",
-                d.status.and_then(|s| s.phase)
-            ));
-            continue;
-        }
-        let step = all_steps
-            .iter()
-            .find(|s| s.name_any() == format!("{name}-one"))
-            .unwrap();
-        let st = step.status.as_ref().unwrap();
-        let a = &st.actions[0];
-        if a.attempts.len() as u32 != *attempts_a {
-            problems.push(format!(
-                "{name}: action a has {} attempts, expected {attempts_a}",
-                a.attempts.len()
+                "{name}: attempt {} came {late:?} after its schedule ({due}), {away:?} of it with the operator down",
+                pair[1].number
             ));
         }
-        let delay = step.spec.retries.as_ref().unwrap().delay_seconds;
-        for pair in a.attempts.windows(2) {
-            let seen = pair[0].failure_seen_at.unwrap();
-            let started = pair[1].started_at.unwrap();
-            let due = seen + jiff::SignedDuration::from_secs(i64::from(delay));
-            let late = started.duration_since(due);
-            // Within 1 s of the schedule, not counting time the operator was down.
-            let away: jiff::SignedDuration = down
-                .iter()
-                .map(|(k, b)| {
-                    let from = (*k).max(due);
-                    let to = (*b).min(started);
-                    if to > from {
-                        to.duration_since(from)
-                    } else {
-                        jiff::SignedDuration::ZERO
-                    }
-                })
-                .sum();
-            if late < jiff::SignedDuration::ZERO || late - away > jiff::SignedDuration::from_secs(1)
-            {
-                problems.push(format!(
-                    "{name}: attempt {} came {late:?} after its schedule ({due}), {away:?} of it with the operator down",
-                    pair[1].number
-                ));
+    }
+    let later_started = all_steps
+        .iter()
+        .any(|s| s.name_any() == format!("{name}-two"));
+    if phase == Phase::Failed && later_started {
+        problems.push(format!("{name}: failed but its second step started"));
+    }
+    problems
+}
+
+/// How much of `due..started` the operator was down.
+fn time_away(
+    down: &[(jiff::Timestamp, jiff::Timestamp)],
+    due: jiff::Timestamp,
+    started: jiff::Timestamp,
+) -> jiff::SignedDuration {
+    down.iter()
+        .map(|(k, b)| {
+            let from = (*k).max(due);
+            let to = (*b).min(started);
+            if to > from {
+                to.duration_since(from)
+            } else {
+                jiff::SignedDuration::ZERO
             }
-        }
-        let later_started = all_steps
-            .iter()
-            .any(|s| s.name_any() == format!("{name}-two"));
-        if *phase == Phase::Failed && later_started {
-            problems.push(format!("{name}: failed but its second step started"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "seed {seed}:\n{}\noperator log:\n{}",
-        problems.join("\n"),
-        op.log_text()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    drop(op);
-    ns.cleanup().await;
+        })
+        .sum()
 }
 
 /// Two replicas with leader election: one acts; kill it and the other takes

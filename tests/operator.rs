@@ -16,8 +16,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use stepwise::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, Decision, Deployment, Outcome, Phase,
-    Step, condition_types as ct,
+    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, AttemptStatus, Decision, Deployment,
+    Outcome, Phase, Step, condition_types as ct,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -97,9 +97,16 @@ async fn release_runs_steps_and_actions_in_order() {
             ("Deployment", Some(true))
         );
     }
-    // Every action ran once, in order: each started after the one before it finished.
+    assert_ran_once_in_order(&all, &["backup", "schema", "web", "worker"]);
+    assert_single_attempt_jobs(&jobs(&ns).await, 4);
+    drop(op);
+    ns.cleanup().await;
+}
+
+/// Every action ran once, in `order`: each started after the one before it finished.
+fn assert_ran_once_in_order(all: &[Step], order: &[&str]) {
     let mut timeline = Vec::new();
-    for s in &all {
+    for s in all {
         for a in &s.status.as_ref().unwrap().actions {
             assert_eq!(a.attempts.len(), 1, "{} ran more than once", a.name);
             let at = &a.attempts[0];
@@ -110,17 +117,20 @@ async fn release_runs_steps_and_actions_in_order() {
             ));
         }
     }
-    let order: Vec<&str> = timeline.iter().map(|t| t.0.as_str()).collect();
-    assert_eq!(order, vec!["backup", "schema", "web", "worker"]);
+    let names: Vec<&str> = timeline.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, order);
     for pair in timeline.windows(2) {
         assert!(
             pair[1].1 >= pair[0].2 - jiff::SignedDuration::from_secs(1),
             "{pair:?}"
         );
     }
-    let js = jobs(&ns).await;
-    assert_eq!(js.len(), 4);
-    for j in &js {
+}
+
+/// `count` Jobs, each attempt 1 with backoffLimit 0, its pod labelled like it, owned by its Step.
+fn assert_single_attempt_jobs(js: &[Job], count: usize) {
+    assert_eq!(js.len(), count);
+    for j in js {
         let spec = j.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(label(j, "stepwise.dev/attempt"), "1");
@@ -138,8 +148,6 @@ async fn release_runs_steps_and_actions_in_order() {
         );
         assert_eq!(j.owner_references()[0].kind, "Step");
     }
-    drop(op);
-    ns.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,23 +193,7 @@ async fn only_the_failed_action_is_retried_after_its_delay() {
         vec![Outcome::Failed, Outcome::Failed, Outcome::Succeeded]
     );
     assert_eq!(migrate.attempts[0].exit_code, Some(7));
-    for pair in migrate.attempts.windows(2) {
-        let waited = pair[1]
-            .started_at
-            .unwrap()
-            .duration_since(pair[0].failure_seen_at.unwrap());
-        assert!(
-            waited >= jiff::SignedDuration::from_secs(3),
-            "retry came after {waited:?}"
-        );
-        // And by the cluster's own clock (whole seconds).
-        let failed_at = pair[0].finished_at.unwrap();
-        let created = pair[1].started_at.unwrap();
-        assert!(
-            created.duration_since(failed_at) >= jiff::SignedDuration::from_secs(2),
-            "{failed_at} -> {created}"
-        );
-    }
+    assert_waited(&migrate.attempts, 3);
     let reasons = event_reasons(&ns).await;
     for r in [
         "AttemptStarted",
@@ -214,26 +206,48 @@ async fn only_the_failed_action_is_retried_after_its_delay() {
             "no {r} event in {reasons:?}"
         );
     }
-    // Metrics equal what happened: 5 attempts started, 2 failed, 2 retries.
-    let m = op.metrics().await;
-    assert_eq!(
-        sample(&m, "stepwise_action_attempts_total{result=\"started\"}"),
-        5.0,
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, "stepwise_action_attempts_total{result=\"failed\"}"),
-        2.0,
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, "stepwise_action_attempts_total{result=\"succeeded\"}"),
-        3.0,
-        "{m}"
-    );
-    assert_eq!(sample(&m, "stepwise_retries_scheduled_total"), 2.0, "{m}");
+    assert_attempt_metrics(&op.metrics().await, 5, 2, 3, 2);
     drop(op);
     ns.cleanup().await;
+}
+
+/// Each retry started at least `secs` after its failure was seen, and by
+/// the cluster's own clock (whole seconds) at least `secs - 1` after it failed.
+fn assert_waited(attempts: &[AttemptStatus], secs: i64) {
+    for pair in attempts.windows(2) {
+        let waited = pair[1]
+            .started_at
+            .unwrap()
+            .duration_since(pair[0].failure_seen_at.unwrap());
+        assert!(
+            waited >= jiff::SignedDuration::from_secs(secs),
+            "retry came after {waited:?}"
+        );
+        // And by the cluster's own clock (whole seconds).
+        let failed_at = pair[0].finished_at.unwrap();
+        let created = pair[1].started_at.unwrap();
+        assert!(
+            created.duration_since(failed_at) >= jiff::SignedDuration::from_secs(secs - 1),
+            "{failed_at} -> {created}"
+        );
+    }
+}
+
+/// The attempt and retry counters equal what happened.
+fn assert_attempt_metrics(m: &str, started: u32, failed: u32, succeeded: u32, retries: u32) {
+    for (result, want) in [
+        ("started", started),
+        ("failed", failed),
+        ("succeeded", succeeded),
+    ] {
+        let series = format!("stepwise_action_attempts_total{{result=\"{result}\"}}");
+        assert_eq!(sample(m, &series), f64::from(want), "{series} in {m}");
+    }
+    assert_eq!(
+        sample(m, "stepwise_retries_scheduled_total"),
+        f64::from(retries),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,7 +28,21 @@ fn retrying(retries: Value) -> Value {
 }
 
 /// (what, object name, spec, every fragment the error must contain)
-fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
+type Case = (&'static str, String, Value, Vec<&'static str>);
+
+fn deployment_cases() -> Vec<Case> {
+    [
+        name_cases(),
+        type_cases(),
+        retry_cases(),
+        retry_on_cases(),
+        shape_cases(),
+    ]
+    .concat()
+}
+
+/// Names and step types.
+fn name_cases() -> Vec<Case> {
     let n = |s: &str| s.to_string();
     let long = "x".repeat(40);
     vec![
@@ -74,6 +88,13 @@ fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
             with_step(run_step(&"s".repeat(30))),
             vec!["must be at most 62 characters"],
         ),
+    ]
+}
+
+/// Step types and what each may carry.
+fn type_cases() -> Vec<Case> {
+    let n = |s: &str| s.to_string();
+    vec![
         (
             "Run step without actions",
             n("d"),
@@ -109,6 +130,13 @@ fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
             with_step(json!({ "name": "s", "type": "Deploy", "actions": [act("a")] })),
             vec!["spec.steps[0].type", "Unsupported value"],
         ),
+    ]
+}
+
+/// The retry condition and its Deployment default.
+fn retry_cases() -> Vec<Case> {
+    let n = |s: &str| s.to_string();
+    vec![
         (
             "limit above 10",
             n("d"),
@@ -160,6 +188,13 @@ fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
             retrying(json!({ "jitterPercent": 150 })),
             vec!["spec.steps[0].retries.jitterPercent"],
         ),
+    ]
+}
+
+/// retryOn and the retry fields' types.
+fn retry_on_cases() -> Vec<Case> {
+    let n = |s: &str| s.to_string();
+    vec![
         (
             "empty retryOn",
             n("d"),
@@ -193,6 +228,13 @@ fn deployment_cases() -> Vec<(&'static str, String, Value, Vec<&'static str>)> {
             json!({ "guidedFailure": "yes", "steps": [run_step("s")] }),
             vec!["spec.guidedFailure", "boolean"],
         ),
+    ]
+}
+
+/// Sizes, required parts and timeouts.
+fn shape_cases() -> Vec<Case> {
+    let n = |s: &str| s.to_string();
+    vec![
         (
             "no steps",
             n("d"),

@@ -9,7 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{
     counter::Counter, family::Family, gauge::Gauge, histogram::Histogram,
 };
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::api::{Decision, Phase};
 
@@ -62,83 +62,77 @@ pub struct Metrics {
     phases: Mutex<HashMap<String, Phase>>,
 }
 
+/// Seconds, as controller-runtime buckets its reconcile times.
+const RECONCILE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let reconcile_total = Family::<ReconcileLabels, Counter>::default();
-        registry.register(
+        let reconcile_total = add(
+            &mut registry,
             "controller_runtime_reconcile",
             "Reconciliations per controller and result (success, error, requeue_after)",
-            reconcile_total.clone(),
+            Family::<ReconcileLabels, Counter>::default(),
         );
-        let reconcile_errors = Family::<ControllerLabel, Counter>::default();
-        registry.register(
+        let reconcile_errors = add(
+            &mut registry,
             "controller_runtime_reconcile_errors",
             "Reconciliations that returned an error",
-            reconcile_errors.clone(),
+            Family::<ControllerLabel, Counter>::default(),
         );
-        let reconcile_time = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ])
-        });
-        registry.register(
+        let reconcile_time = add(
+            &mut registry,
             "controller_runtime_reconcile_time_seconds",
             "Time spent in one reconciliation",
-            reconcile_time.clone(),
+            Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(RECONCILE_BUCKETS)
+            }),
         );
-        let attempts = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let attempts = add(
+            &mut registry,
             "stepwise_action_attempts",
             "Action attempts by result (started, succeeded, failed)",
-            attempts.clone(),
+            Family::<ResultLabel, Counter>::default(),
         );
-        let retries_scheduled = Counter::default();
-        registry.register(
+        let retries_scheduled = add(
+            &mut registry,
             "stepwise_retries_scheduled",
             "Retries scheduled after a failed attempt",
-            retries_scheduled.clone(),
+            Counter::default(),
         );
-        let guided_failures = Counter::default();
-        registry.register(
+        let guided_failures = add(
+            &mut registry,
             "stepwise_guided_failures",
             "Steps that ran out of retries and now wait for a decision",
-            guided_failures.clone(),
+            Counter::default(),
         );
-        let decisions = Family::<DecisionLabel, Counter>::default();
-        registry.register(
+        let decisions = add(
+            &mut registry,
             "stepwise_decisions",
             "Guided-failure decisions applied",
-            decisions.clone(),
+            Family::<DecisionLabel, Counter>::default(),
         );
-        let retry_delay_error =
-            Histogram::new([-0.1, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]);
-        registry.register(
+        let retry_delay_error = add(
+            &mut registry,
             "stepwise_retry_delay_error_seconds",
             "Observed minus configured wait before a retry's Job was created",
-            retry_delay_error.clone(),
+            Histogram::new([-0.1, 0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0]),
         );
-        let deployments = Family::<PhaseLabel, Gauge>::default();
-        registry.register(
+        let deployments = add(
+            &mut registry,
             "stepwise_deployments",
             "Deployments by phase, as last reconciled",
-            deployments.clone(),
+            Family::<PhaseLabel, Gauge>::default(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader = add(
+            &mut registry,
             "leader_election_master_status",
             "1 while this replica holds the lease",
-            leader.clone(),
+            Gauge::default(),
         );
-        // As controller-runtime does: the series exist at 0 from the start, so
-        // `rate()` alerts on errors work before the first one happens.
-        for controller in CONTROLLERS {
-            drop(reconcile_errors.get_or_create(&ControllerLabel { controller }));
-            for result in RESULTS {
-                drop(reconcile_total.get_or_create(&ReconcileLabels { controller, result }));
-            }
-        }
-        Self {
+        let metrics = Self {
             registry,
             reconcile_total,
             reconcile_errors,
@@ -151,11 +145,34 @@ impl Default for Metrics {
             deployments,
             leader,
             phases: Mutex::default(),
-        }
+        };
+        metrics.zero_series();
+        metrics
     }
 }
 
+/// Registers `metric` under `name` and hands it back for the struct to keep.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
+    /// As controller-runtime does: the series exist at 0 from the start, so
+    /// `rate()` alerts on errors work before the first one happens.
+    fn zero_series(&self) {
+        for controller in CONTROLLERS {
+            drop(
+                self.reconcile_errors
+                    .get_or_create(&ControllerLabel { controller }),
+            );
+            for result in RESULTS {
+                let labels = ReconcileLabels { controller, result };
+                drop(self.reconcile_total.get_or_create(&labels));
+            }
+        }
+    }
+
     pub fn reconciled(&self, controller: &'static str, result: &'static str, took: Duration) {
         self.reconcile_total
             .get_or_create(&ReconcileLabels { controller, result })

@@ -767,6 +767,28 @@ fn a_wiped_approval_is_rebuilt_from_the_step() {
     );
 }
 
+/// Each action lists at most the kept attempts, each message capped.
+fn assert_bounded(status: &StepStatus) {
+    for a in &status.actions {
+        assert!(a.attempts.len() <= ATTEMPTS_KEPT);
+        let capped = |x: &AttemptStatus| x.message.as_ref().is_none_or(|m| m.len() <= MESSAGE_CAP);
+        assert!(a.attempts.iter().all(capped));
+    }
+}
+
+/// Every Job still running ends as `state`.
+fn finish_running(w: &mut World, state: &JobState) {
+    let running: Vec<AttemptKey> = w
+        .jobs
+        .iter()
+        .filter(|(_, j)| j.state == JobState::Running)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (action, attempt) in running {
+        w.finish(&action, attempt, state.clone());
+    }
+}
+
 #[test]
 fn status_stays_small_with_long_histories() {
     let names: Vec<String> = (0..20).map(|i| format!("action-{i:02}")).collect();
@@ -804,15 +826,7 @@ fn status_stays_small_with_long_histories() {
             );
             decisions += 1;
         }
-        let running: Vec<AttemptKey> = w
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.state == JobState::Running)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for (action, attempt) in running {
-            w.finish(&action, attempt, long.clone());
-        }
+        finish_running(&mut w, &long);
         now += SignedDuration::from_millis(10);
         if let Some(due) = p.requeue_at.filter(|d| *d > now) {
             now = due;
@@ -831,14 +845,7 @@ fn status_stays_small_with_long_histories() {
         w.jobs.values().filter(|j| j.decision.is_some()).count(),
         decisions
     );
-    for a in &w.status.actions {
-        assert!(a.attempts.len() <= ATTEMPTS_KEPT);
-        assert!(
-            a.attempts
-                .iter()
-                .all(|x| x.message.as_ref().is_none_or(|m| m.len() <= MESSAGE_CAP))
-        );
-    }
+    assert_bounded(&w.status);
     assert_eq!(
         w.status.actions[0].earlier_attempts,
         Some(152 - ATTEMPTS_KEPT as u32)
