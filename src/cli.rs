@@ -89,6 +89,27 @@ pub struct ControllerArgs {
     /// Reconciles in flight per controller.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Run only the releases labelled stepwise.dev/shard=NAME (and their
+    /// Steps and Jobs); without it, only the releases without that label.
+    #[arg(long, value_name = "NAME", env = "STEPWISE_SHARD", value_parser = parse_shard)]
+    pub shard: Option<String>,
+}
+
+/// A shard is a label value: 1 to 63 characters, alphanumeric at both ends,
+/// `-`, `_` or `.` between.
+fn parse_shard(s: &str) -> std::result::Result<String, String> {
+    let inner_ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ends_ok = s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if s.len() <= 63 && inner_ok && ends_ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a label value (1-63 characters: letters, digits, '-', '_', '.', alphanumeric at both ends)"
+        ))
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +166,7 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
     let settings = Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
+        shard: args.shard.clone(),
         instance: instance.clone(),
     };
 
@@ -249,6 +271,18 @@ mod tests {
         assert_eq!(a.lease_duration, Duration::from_secs(15));
         assert_eq!(a.metrics_bind_address.to_string(), "0.0.0.0:8080");
         assert_eq!(a.health_probe_bind_address.to_string(), "0.0.0.0:8081");
+    }
+
+    #[test]
+    fn a_shard_must_be_a_label_value() {
+        let cli = Cli::parse_from(["stepwise", "controller", "--shard", "eu-1"]);
+        let Command::Controller(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.shard.as_deref(), Some("eu-1"));
+        for bad in ["", "-a", "a b", "a/b"] {
+            assert!(Cli::try_parse_from(["stepwise", "controller", "--shard", bad]).is_err());
+        }
     }
 
     #[test]

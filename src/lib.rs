@@ -7,7 +7,7 @@ pub mod plugin;
 pub mod telemetry;
 
 // The decision core, under the paths the shell and the tests have always used.
-pub use stepwise_core::{api, crd, jobs, plan, reason, retry, status, view};
+pub use stepwise_core::{api, crd, jobs, plan, reason, retry, shard, status, view};
 
 /// The crate's one error type. Every variant says what was being done.
 #[derive(Debug, thiserror::Error)]

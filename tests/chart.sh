@@ -196,6 +196,24 @@ renders_admission_policies() {
   expect_lacks "kinds" "$out" "kind: ValidatingAdmissionPolicy"
 }
 
+# `shards: [a, b]`: one more Deployment per shard with --shard and its own
+# Lease (allowed by the lease Role); the main one has no --shard.
+renders_shards() {
+  local out
+  out="$(render --set 'shards={a,b}')"
+  expect_eq "Deployments" "$(grep -c '^kind: Deployment$' <<<"$out")" 3
+  for s in a b; do
+    expect_has "shard $s" "$out" "name: stepwise-$s"
+    expect_has "shard $s" "$out" "- --shard=$s"
+    expect_has "shard $s" "$out" "- --leader-election-id=stepwise-$s"
+    expect_has "shard $s lease" "$out" "- \"stepwise-$s\""
+  done
+  expect_eq "--shard args" "$(grep -c -- '- --shard=' <<<"$out")" 2
+  out="$(render)"
+  expect_eq "Deployments without shards" "$(grep -c '^kind: Deployment$' <<<"$out")" 1
+  expect_lacks "no shard" "$out" "stepwise.dev/operator-shard: \"a\""
+}
+
 renders_namespaced_mode() {
   local out role
   out="$(render --set watchNamespace=team-a)"
@@ -641,6 +659,7 @@ check "renders namespaced mode (Role, --namespace)" renders_namespaced_mode
 check "renders the admission policies (on by default, off by a value)" renders_admission_policies
 check "renders hostNetwork mode (127.0.0.1:0, exec probes, no ports)" renders_host_network_mode
 check "renders without leader election" renders_without_leader_election
+check "renders one Deployment per shard (--shard, own Lease)" renders_shards
 check "renders ServiceMonitor and PDB when enabled" renders_servicemonitor_and_pdb_when_enabled
 check "RBAC rules are commented, no wildcards, no Secrets" rbac_rules_are_commented_and_minimal
 check "restricted securityContext, probes, POD_NAME" security_context_is_restricted

@@ -221,10 +221,12 @@ async fn create_step(
         metadata: ObjectMeta {
             name: Some(step_name.clone()),
             namespace: Some(ns.to_string()),
-            labels: Some(BTreeMap::from([(
-                LABEL_DEPLOYMENT.to_string(),
-                name.clone(),
-            )])),
+            labels: Some(
+                BTreeMap::from([(LABEL_DEPLOYMENT.to_string(), name.clone())])
+                    .into_iter()
+                    .chain(crate::shard::carried(d.labels()))
+                    .collect(),
+            ),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },

@@ -82,6 +82,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Identifies this replica in Events.
     pub instance: Option<String>,
+    /// The shard this process runs (`stepwise.dev/shard`); `None`: the unlabelled releases.
+    pub shard: Option<String>,
 }
 
 pub(crate) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>

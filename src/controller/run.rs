@@ -34,11 +34,17 @@ pub async fn run(
     check_crds(&client, ns).await?;
     let failures_seen = Arc::new(FailureClock::default());
     let pods_by_job = Arc::new(PodIndex::default());
-    let watches =
-        triggers::job_and_pod_watches(&client, ns, failures_seen.clone(), pods_by_job.clone());
-    let step_watch = triggers::step_watch(api::<Step>(&client, ns));
+    let shard = settings.shard.as_deref();
+    let watches = triggers::job_and_pod_watches(
+        &client,
+        ns,
+        shard,
+        failures_seen.clone(),
+        pods_by_job.clone(),
+    );
+    let step_watch = triggers::step_watch(api::<Step>(&client, ns), shard);
     let (deployments_seen, deployment_triggers, queue_woken) =
-        triggers::deployment_watch(api::<Deployment>(&client, ns), metrics.clone());
+        triggers::deployment_watch(api::<Deployment>(&client, ns), shard, metrics.clone());
 
     let (synced_tx, synced_rx) = watch::channel(false);
     let reporter = Reporter {

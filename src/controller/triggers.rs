@@ -20,6 +20,7 @@ use std::sync::Arc;
 use super::state::{FailureClock, PodIndex};
 use super::{api, deployment};
 use crate::api::{Deployment, LABEL_STEP, Step};
+use crate::shard;
 use crate::telemetry::Metrics;
 
 /// The Job and pod caches, and the Steps their changes wake.
@@ -34,10 +35,11 @@ pub(super) struct StepWatches<W> {
 pub(super) fn job_and_pod_watches(
     client: &Client,
     ns: Option<&str>,
+    shard: Option<&str>,
     clock: Arc<FailureClock>,
     index: Arc<PodIndex>,
 ) -> StepWatches<impl Stream<Item = ObjectRef<Step>> + Send + 'static> {
-    let managed = watcher::Config::default().labels(LABEL_STEP);
+    let managed = watcher::Config::default().labels(&shard::selector_with(shard, LABEL_STEP));
     let (jobs, job_writer) = reflector::store::<Job>();
     let job_events = reflector::reflector(
         job_writer,
@@ -131,6 +133,7 @@ pub(super) struct StepWatch<A, D> {
 
 pub(super) fn step_watch(
     steps: Api<Step>,
+    shard: Option<&str>,
 ) -> StepWatch<
     impl Stream<Item = ObjectRef<Step>> + Send + 'static,
     impl Stream<Item = ObjectRef<Deployment>> + Send + 'static,
@@ -139,9 +142,12 @@ pub(super) fn step_watch(
     let (ask_step, step_asked) = futures::channel::mpsc::unbounded::<ObjectRef<Step>>();
     let step_events = reflector::reflector(
         step_writer,
-        watcher(steps, watcher::Config::default())
-            .default_backoff()
-            .modify(|s: &mut Step| s.managed_fields_mut().clear()),
+        watcher(
+            steps,
+            watcher::Config::default().labels(&shard::selector(shard)),
+        )
+        .default_backoff()
+        .modify(|s: &mut Step| s.managed_fields_mut().clear()),
     );
     let (mut asked, mut mirrored) = (Changes::default(), Changes::default());
     let wake_deployments = step_events.filter_map(move |event| {
@@ -185,6 +191,7 @@ fn asks<K: Resource>(obj: &K, status_gone: bool) -> impl std::hash::Hash + '_ {
 /// left to reconcile.
 pub(super) fn deployment_watch(
     deployments: Api<Deployment>,
+    shard: Option<&str>,
     gauges: Arc<Metrics>,
 ) -> (
     Store<Deployment>,
@@ -194,13 +201,16 @@ pub(super) fn deployment_watch(
     let (store, writer) = reflector::store::<Deployment>();
     let events = reflector::reflector(
         writer,
-        watcher(deployments, watcher::Config::default())
-            .default_backoff()
-            .modify(|d: &mut Deployment| {
-                d.managed_fields_mut().clear();
-                // kubectl's client-side apply keeps a second copy of the spec here.
-                d.annotations_mut().remove(LAST_APPLIED);
-            }),
+        watcher(
+            deployments,
+            watcher::Config::default().labels(&shard::selector(shard)),
+        )
+        .default_backoff()
+        .modify(|d: &mut Deployment| {
+            d.managed_fields_mut().clear();
+            // kubectl's client-side apply keeps a second copy of the spec here.
+            d.annotations_mut().remove(LAST_APPLIED);
+        }),
     );
     let mut deployment_asked = Changes::default();
     // A release arriving, starting, finishing or going wakes the others of its

@@ -108,6 +108,7 @@ pub fn build(
     if let Some(d) = step.labels().get(LABEL_DEPLOYMENT) {
         labels.insert(LABEL_DEPLOYMENT.to_string(), d.clone());
     }
+    labels.extend(crate::shard::carried(step.labels()));
 
     let mut template: PodTemplateSpec = action.template.clone();
     let meta = template.metadata.get_or_insert_with(Default::default);

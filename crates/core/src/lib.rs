@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod plan;
 pub mod reason;
 pub mod retry;
+pub mod shard;
 pub mod status;
 pub mod view;
 

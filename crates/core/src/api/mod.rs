@@ -26,6 +26,10 @@ pub const LABEL_STEP: &str = "stepwise.dev/step";
 pub const LABEL_ACTION: &str = "stepwise.dev/action";
 /// On a Job and its pod: the 1-based attempt number.
 pub const LABEL_ATTEMPT: &str = "stepwise.dev/attempt";
+/// On a Deployment: the operator shard that runs it (`stepwise controller
+/// --shard NAME`); unlabelled releases belong to the process without
+/// `--shard`. Carried on to its Steps, Jobs and pods.
+pub const LABEL_SHARD: &str = "stepwise.dev/shard";
 /// Set on a Step waiting in guided failure: `retry`, `ignore` or `abort`.
 pub const ANNOTATION_DECISION: &str = "stepwise.dev/guided-failure-decision";
 /// Set on a ManualIntervention Step: `approved` or `rejected`.
