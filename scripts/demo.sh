@@ -77,6 +77,15 @@ run kubectl stepwise -n "$NS" approve shop-1-4-3
 run kubectl -n "$NS" wait --for=condition=Ready swd/shop-1-4-3 --timeout=60s
 run kubectl stepwise -n "$NS" status shop-1-4-3
 
+say "cart-2-0-1, -2, -3: three releases of one app at once share a concurrency key: one runs, two wait"
+run kubectl -n "$NS" apply -f examples/queue.yaml
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Queued swd/cart-2-0-3 --timeout=30s >/dev/null ||
+  { echo "cart-2-0-3 was not Queued within 30 s; see .cluster/logs/operator.log" >&2; exit 1; }
+run kubectl -n "$NS" get swd cart-2-0-1 cart-2-0-2 cart-2-0-3 -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,MESSAGE:.status.message'
+run kubectl -n "$NS" wait --for=condition=Ready swd/cart-2-0-1 swd/cart-2-0-2 swd/cart-2-0-3 --timeout=120s
+say "they ran one after the other, oldest first"
+run kubectl -n "$NS" get jobs -l stepwise.dev/step --sort-by=.metadata.creationTimestamp -o custom-columns='JOB:.metadata.name,CREATED:.metadata.creationTimestamp,COMPLETED:.status.completionTime'
+
 say "summary"
 run kubectl -n "$NS" get swd,sws
 run kubectl -n "$NS" get jobs -L stepwise.dev/action,stepwise.dev/attempt
