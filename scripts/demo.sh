@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: the local cluster, the CRDs, the operator, and two releases
+# `make demo`: the local cluster, the CRDs, the operator, and sample releases
 # whose actions run as real containers on the cluster's real node: one whose
 # action fails once and is retried after 15 s, one that runs out of retries
-# into guided failure and is resolved with `kubectl stepwise retry`.
+# into guided failure and is resolved with `kubectl stepwise retry`, and three
+# that share a concurrency key and run one at a time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
