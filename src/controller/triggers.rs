@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, utils::PredicateConfig, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::Arc;
 
@@ -212,36 +212,40 @@ pub(super) fn deployment_watch(
             d.annotations_mut().remove(LAST_APPLIED);
         }),
     );
-    let mut deployment_asked = Changes::default();
     // A release arriving, starting, finishing or going wakes the others of its
     // concurrency key (see `queue`).
     let (wake_queue, queue_woken) = futures::channel::mpsc::unbounded();
     let mut queue_wakes = super::queue::Wakes::new(store.clone(), wake_queue);
-    let triggers = events.filter_map(move |event| {
-        if let Ok(e) = &event {
-            queue_wakes.saw(e);
-        }
-        let asked = match logged(event) {
-            Some(watcher::Event::Delete(d)) => {
-                let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
-                gauges.deployment_phase(key, None);
-                None
+    let triggers = events
+        .inspect(move |event| match event {
+            Ok(e) => {
+                queue_wakes.saw(e);
+                if let watcher::Event::Delete(d) = e {
+                    let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+                    gauges.deployment_phase(key, None);
+                }
             }
-            Some(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => Some(d).filter(|d| {
+            Err(e) => tracing::warn!(error = %e, "watch error (retrying with backoff)"),
+        })
+        .applied_objects()
+        // kube-runtime's own filter: per object (name and uid), only when
+        // what the reconcile reads changed.
+        .predicate_filter(
+            |d: &Deployment| {
                 let gone = d.status.as_ref().and_then(|st| st.phase).is_none();
-                deployment_asked.changed(d, asks(d, gone))
-            }),
-            _ => None,
-        };
-        future::ready(asked.map(Ok::<_, watcher::Error>))
-    });
+                Some(projection_hash(&asks(d, gone)))
+            },
+            PredicateConfig::default(),
+        );
     (store, triggers, queue_woken)
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Passes an object on only when a projection of it changed since it was
-/// last passed on. Entries are keyed by uid, so a re-created object starts afresh;
+/// last passed on: kube-runtime's `predicate_filter` for the streams that
+/// also act on deletions or read two projections of one event (Jobs, pods,
+/// Steps), which its filter (applied objects only, one predicate) cannot. Entries are keyed by uid, so a re-created object starts afresh;
 /// the map is pruned of objects not seen for an hour as it grows.
 struct Changes {
     seen: std::collections::HashMap<String, (u64, Instant)>,
@@ -257,12 +261,16 @@ impl Default for Changes {
     }
 }
 
+fn projection_hash<P: std::hash::Hash>(projection: &P) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(projection)
+}
+
 impl Changes {
     const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
     fn changed<K: Resource, P: std::hash::Hash>(&mut self, obj: &K, projection: P) -> bool {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&projection);
+        let hash = projection_hash(&projection);
         let now = Instant::now();
         if now.duration_since(self.pruned) > Self::FORGET_AFTER {
             self.seen
