@@ -309,9 +309,11 @@ fn count(
     created_at: jiff::Timestamp,
 ) {
     let m = &ctx.metrics;
+    if planned.create.is_some() {
+        m.attempt("started");
+    }
     for e in &planned.events {
         match e.reason {
-            EventReason::AttemptStarted => m.attempt("started"),
             EventReason::AttemptFailed => m.attempt("failed"),
             EventReason::RetryScheduled => {
                 m.retries_scheduled.inc();

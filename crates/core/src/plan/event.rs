@@ -5,7 +5,6 @@
 /// Why an Event is published (its `reason`, PascalCase as Kubernetes spells them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventReason {
-    AttemptStarted,
     AttemptFailed,
     AttemptCannotStart,
     RetryScheduled,
@@ -36,8 +35,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every reason.
-    pub const ALL: [EventReason; 23] = [
-        Self::AttemptStarted,
+    pub const ALL: [EventReason; 22] = [
         Self::AttemptFailed,
         Self::AttemptCannotStart,
         Self::RetryScheduled,
@@ -64,7 +62,6 @@ impl EventReason {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::AttemptStarted => "AttemptStarted",
             Self::AttemptFailed => "AttemptFailed",
             Self::AttemptCannotStart => "AttemptCannotStart",
             Self::RetryScheduled => "RetryScheduled",

@@ -26,13 +26,8 @@ impl Planner<'_, '_> {
             action: index,
             attempt,
         });
-        self.events.push(
-            PlannedEvent::normal(
-                EventReason::AttemptStarted,
-                format!("action {name} attempt {attempt}"),
-            )
-            .about(job),
-        );
+        // No Event: the Job's creation shows the attempt, and an Event per
+        // attempt was a quarter of the operator's API writes (issue 16).
         let total = self.spec.actions.len();
         let msg = format!(
             "action {name} ({}/{total}) attempt {attempt} running",
