@@ -173,27 +173,47 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
                 );
             }
         }
-        if let Some(e) = &st.earlier_decisions {
-            let _ = writeln!(
-                out,
-                "{indent}  {} earlier decision{} (not listed), the last at {}",
-                e.count,
-                if e.count == 1 { "" } else { "s" },
-                clock(e.through)
-            );
-        }
-        for d in &st.decisions {
-            let _ = writeln!(
-                out,
-                "{indent}  decision {} on {} attempt {} at {}",
-                d.decision.as_str(),
-                d.action,
-                d.attempt,
-                clock(d.decided_at)
-            );
-        }
+        answers(&mut out, indent, &st);
     }
     out
+}
+
+/// The decisions and the approval a step recorded, with who took them.
+fn answers(out: &mut String, indent: &str, st: &crate::api::StepStatus) {
+    if let Some(e) = &st.earlier_decisions {
+        let _ = writeln!(
+            out,
+            "{indent}  {} earlier decision{} (not listed), the last at {}",
+            e.count,
+            if e.count == 1 { "" } else { "s" },
+            clock(e.through)
+        );
+    }
+    for d in &st.decisions {
+        let _ = writeln!(
+            out,
+            "{indent}  decision {} on {} attempt {} at {}{}",
+            d.decision.as_str(),
+            d.action,
+            d.attempt,
+            clock(d.decided_at),
+            by(d.by.as_deref())
+        );
+    }
+    if let Some(a) = &st.approval {
+        let _ = writeln!(
+            out,
+            "{indent}  {} at {}{}",
+            a.approval.as_str(),
+            clock(a.decided_at),
+            by(a.by.as_deref())
+        );
+    }
+}
+
+/// " by alice", or nothing when no one was recorded.
+fn by(who: Option<&str>) -> String {
+    who.map(|w| format!(" by {w}")).unwrap_or_default()
 }
 
 fn action_phase(p: ActionPhase) -> &'static str {
@@ -288,6 +308,55 @@ status:
         let tree = render(&d, &steps);
         assert!(tree.contains("#1-#6  Failed (not listed)"), "{tree}");
         assert!(tree.contains("3 earlier decisions (not listed)"), "{tree}");
+    }
+
+    #[test]
+    fn tree_says_who_decided_and_who_approved() {
+        let (mut d, mut steps) = fixtures();
+        let at: Timestamp = "2026-11-29T12:00:20Z".parse().unwrap();
+        let st = steps[0].status.as_mut().unwrap();
+        st.decisions = vec![
+            crate::api::DecisionRecord {
+                action: "schema".into(),
+                attempt: 1,
+                decision: Decision::Retry,
+                decided_at: at,
+                by: Some("alice".into()),
+            },
+            crate::api::DecisionRecord {
+                action: "schema".into(),
+                attempt: 2,
+                decision: Decision::Ignore,
+                decided_at: at,
+                by: None,
+            },
+        ];
+        let mut gate: Step = serde_norway::from_str(STEP).unwrap();
+        gate.metadata.name = Some("shop-1-approve".into());
+        gate.status = Some(crate::api::StepStatus {
+            phase: Some(Phase::Succeeded),
+            approval: Some(crate::api::ApprovalRecord {
+                approval: Approval::Approved,
+                decided_at: at,
+                by: Some("carol".into()),
+            }),
+            ..Default::default()
+        });
+        d.status.as_mut().unwrap().steps[1].step_ref = Some("shop-1-approve".into());
+        steps.push(gate);
+        let tree = render(&d, &steps);
+        assert!(
+            tree.contains("decision retry on schema attempt 1 at 12:00:20.000Z by alice\n"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("decision ignore on schema attempt 2 at 12:00:20.000Z\n"),
+            "{tree}"
+        );
+        assert!(
+            tree.contains("approved at 12:00:20.000Z by carol"),
+            "{tree}"
+        );
     }
 
     #[test]

@@ -38,11 +38,11 @@ pub const ANNOTATION_DECIDED_BY: &str = "stepwise.dev/decided-by";
 /// has whole seconds), so an adopted attempt keeps its exact start.
 pub const ANNOTATION_CREATED_AT: &str = "stepwise.dev/created-at";
 /// On a Job, written by the operator: the decision that answered this
-/// attempt's failure (`{"decision":"retry","decidedAt":"..."}`), so a status
+/// attempt's failure (`{"decision":"retry","decidedAt":"...","by":"alice"}`), so a status
 /// wipe cannot lose it.
 pub const ANNOTATION_RECORDED_DECISION: &str = "stepwise.dev/recorded-decision";
 /// On a ManualIntervention Step, written by the operator: the approval as
-/// recorded (`{"approval":"approved","decidedAt":"..."}`).
+/// recorded (`{"approval":"approved","decidedAt":"...","by":"alice"}`).
 pub const ANNOTATION_RECORDED_APPROVAL: &str = "stepwise.dev/recorded-approval";
 /// On a Job, written by the operator before the status records it: the
 /// start timeout's outcome (`{"reason":"ImagePullBackOff","message":"...","at":"..."}`);

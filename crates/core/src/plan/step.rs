@@ -55,8 +55,9 @@ pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting
 
 use super::{EventReason, Owner, PlannedEvent, clock};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
-    AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
+    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, ActionPhase, ActionStatus,
+    Approval, ApprovalRecord, AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus,
+    StepType,
 };
 use crate::reason::FailureReason;
 use crate::status::{GuidedFailure, Health, conditions};
@@ -113,6 +114,9 @@ pub struct StepObservation<'a> {
     pub jobs: BTreeMap<AttemptKey, JobView>,
     pub decision_annotation: Option<&'a str>,
     pub approval_annotation: Option<&'a str>,
+    /// `stepwise.dev/decided-by`: who set the decision or approval annotation
+    /// (stamped by the API server's admission policy; absent without it).
+    pub decided_by: Option<&'a str>,
     /// Jobs that have the name an attempt needs but whose controller is not
     /// this Step (by uid): never an attempt of it, only a reason to wait.
     pub foreign: BTreeMap<AttemptKey, ForeignJob>,
@@ -293,6 +297,7 @@ impl Planner<'_, '_> {
             message: v.message.clone(),
             guided_failure,
         };
+        self.remove_decided_by();
         // Every decision on its Job before the list is trimmed.
         let record_decisions = records::unrecorded(&self.decisions, &self.obs.jobs);
         let stop_jobs = start::stuck_jobs(&actions, &self.obs.jobs);
@@ -327,6 +332,26 @@ impl Planner<'_, '_> {
             record_decisions,
             record_approval,
             stop_jobs,
+        }
+    }
+}
+
+impl Planner<'_, '_> {
+    /// `decided-by` goes with the decision or approval it names: once every
+    /// such annotation on the Step is removed, it is removed too.
+    fn remove_decided_by(&mut self) {
+        let present = [
+            (ANNOTATION_DECISION, self.obs.decision_annotation),
+            (ANNOTATION_APPROVAL, self.obs.approval_annotation),
+        ];
+        let removed_one = present
+            .iter()
+            .any(|(k, v)| v.is_some() && self.remove_annotations.contains(k));
+        let kept_one = present
+            .iter()
+            .any(|(k, v)| v.is_some() && !self.remove_annotations.contains(k));
+        if self.obs.decided_by.is_some() && removed_one && !kept_one {
+            self.remove_annotations.push(ANNOTATION_DECIDED_BY);
         }
     }
 }

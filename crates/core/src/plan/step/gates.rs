@@ -135,6 +135,7 @@ impl Planner<'_, '_> {
             self.approval = Some(ApprovalRecord {
                 approval: a,
                 decided_at: self.now,
+                by: self.obs.decided_by.map(String::from),
             });
             let (reason, word) = match a {
                 Approval::Approved => (EventReason::Approved, "approved"),

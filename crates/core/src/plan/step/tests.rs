@@ -61,6 +61,7 @@ struct World {
     jobs: BTreeMap<AttemptKey, JobView>,
     decision: Option<String>,
     approval: Option<String>,
+    decided_by: Option<String>,
     created: Vec<(String, u32, Timestamp)>,
     foreign: BTreeMap<AttemptKey, ForeignJob>,
     refused: Option<Refused>,
@@ -75,6 +76,7 @@ impl World {
             jobs: BTreeMap::new(),
             decision: None,
             approval: None,
+            decided_by: None,
             created: Vec::new(),
             foreign: BTreeMap::new(),
             refused: None,
@@ -91,6 +93,7 @@ impl World {
             jobs: self.jobs.clone(),
             decision_annotation: self.decision.as_deref(),
             approval_annotation: self.approval.as_deref(),
+            decided_by: self.decided_by.as_deref(),
             foreign: self.foreign.clone(),
             refused: self.refused.clone(),
             recorded_approval: self.recorded_approval.clone(),
@@ -125,7 +128,7 @@ impl World {
                 .values_mut()
                 .find(|j| j.name == r.job)
                 .expect("recorded on an existing Job");
-            job.decision = Some(r.record);
+            job.decision = Some(r.record.clone());
         }
         if let Some(a) = &p.record_approval {
             self.recorded_approval = Some(a.clone());
@@ -135,6 +138,9 @@ impl World {
         }
         if p.removes(ANNOTATION_APPROVAL) {
             self.approval = None;
+        }
+        if p.removes(ANNOTATION_DECIDED_BY) {
+            self.decided_by = None;
         }
         p
     }
@@ -1147,4 +1153,5 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
 }
 
+mod decided_by;
 mod start_timeout;

@@ -193,6 +193,7 @@ impl Planner<'_, '_> {
                 attempt: k,
                 decision: d,
                 decided_at: self.now,
+                by: self.obs.decided_by.map(String::from),
             });
             self.remove(ANNOTATION_DECISION);
             self.requeue_now = true;
