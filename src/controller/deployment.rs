@@ -207,6 +207,7 @@ pub(super) fn view(step: &Step) -> StepView {
         message: status.message,
         current_action: status.current_action,
         attempt: status.attempt,
+        decision_deadline: status.decision_deadline,
     }
 }
 

@@ -81,6 +81,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
             .annotations()
             .get(ANNOTATION_RECORDED_APPROVAL)
             .and_then(|v| serde_json::from_str(v).ok()),
+        created_at: step.creation_timestamp().map(|t| t.0),
     };
     let now = now();
     let mut planned = plan(&step.spec, &observation, now);

@@ -6,6 +6,7 @@ mod deployment;
 mod retry;
 mod status;
 mod step;
+mod timeout;
 
 pub use concurrency::{Concurrency, ConcurrencyPolicy};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
@@ -17,6 +18,7 @@ pub use status::{
 pub use step::{
     Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType,
 };
+pub use timeout::{ApprovalTimeout, DECIDED_BY_TIMEOUT, GuidedFailureTimeout};
 
 /// On a Step (and its Jobs and pods): the Deployment it belongs to.
 pub const LABEL_DEPLOYMENT: &str = "stepwise.dev/deployment";

@@ -232,4 +232,9 @@ pub struct StepStatus {
     /// The answer to a ManualIntervention step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
+    /// While waiting for a decision or an approval with a timeout
+    /// (`guidedFailureTimeout`, `approvalTimeout`): when the default is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub decision_deadline: Option<Timestamp>,
 }

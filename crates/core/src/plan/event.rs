@@ -12,6 +12,8 @@ pub enum EventReason {
     GuidedFailure,
     DecisionApplied,
     DecisionIgnored,
+    /// No decision or approval came before its deadline: the default was applied.
+    DecisionTimedOut,
     Approved,
     Rejected,
     ApprovalIgnored,
@@ -39,7 +41,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every listed reason (not [`EventReason::Other`]).
-    pub const ALL: [EventReason; 23] = [
+    pub const ALL: [EventReason; 24] = [
         Self::AttemptStarted,
         Self::AttemptFailed,
         Self::AttemptCannotStart,
@@ -47,6 +49,7 @@ impl EventReason {
         Self::GuidedFailure,
         Self::DecisionApplied,
         Self::DecisionIgnored,
+        Self::DecisionTimedOut,
         Self::Approved,
         Self::Rejected,
         Self::ApprovalIgnored,
@@ -74,6 +77,7 @@ impl EventReason {
             Self::GuidedFailure => "GuidedFailure",
             Self::DecisionApplied => "DecisionApplied",
             Self::DecisionIgnored => "DecisionIgnored",
+            Self::DecisionTimedOut => "DecisionTimedOut",
             Self::Approved => "Approved",
             Self::Rejected => "Rejected",
             Self::ApprovalIgnored => "ApprovalIgnored",

@@ -28,6 +28,8 @@ fn spec(actions: &[&str], retries: Option<RetryPolicy>, guided: bool) -> StepSpe
             })
             .collect(),
         approvers: None,
+        guided_failure_timeout: None,
+        approval_timeout: None,
     }
 }
 
@@ -66,6 +68,7 @@ struct World {
     foreign: BTreeMap<AttemptKey, ForeignJob>,
     refused: Option<Refused>,
     recorded_approval: Option<ApprovalRecord>,
+    created_at: Option<Timestamp>,
 }
 
 impl World {
@@ -81,6 +84,7 @@ impl World {
             foreign: BTreeMap::new(),
             refused: None,
             recorded_approval: None,
+            created_at: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl World {
             foreign: self.foreign.clone(),
             refused: self.refused.clone(),
             recorded_approval: self.recorded_approval.clone(),
+            created_at: self.created_at,
         };
         plan(&self.spec, &obs, now)
     }
@@ -1153,5 +1158,6 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
 }
 
+mod deadlines;
 mod decided_by;
 mod start_timeout;
