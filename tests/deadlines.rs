@@ -159,7 +159,6 @@ async fn a_deadline_survives_an_operator_restart() {
 /// dry runs; no operator needed), and accepts one where it does.
 #[tokio::test(flavor = "multi_thread")]
 async fn deadlines_are_refused_where_they_mean_nothing() {
-    use kube::api::{ApiResource, DynamicObject, PostParams};
     let ns = common::operator::namespace_with_crds("deadline-cel").await;
     let run = json!({ "name": "s", "actions": [action("a", &[])] });
     let gate = json!({ "name": "g", "type": "ManualIntervention" });
@@ -206,7 +205,39 @@ async fn deadlines_are_refused_where_they_mean_nothing() {
             None,
         ),
     ];
-    let ar = ApiResource::erase::<stepwise::api::Deployment>(&());
+    let mut wrong = refused::<stepwise::api::Deployment>(&ns, "Deployment", &cases).await;
+    // A Step made by hand is held to the same rules.
+    let step_cases = [
+        (
+            "a Step's approvalTimeout on a Run step",
+            json!({ "actions": [action("a", &[])], "approvalTimeout": { "seconds": 5, "decision": "approved" } }),
+            Some("approvalTimeout is for ManualIntervention steps"),
+        ),
+        (
+            "a Step's guidedFailureTimeout without guidedFailure",
+            json!({ "actions": [action("a", &[])], "guidedFailureTimeout": timeout }),
+            Some("guidedFailureTimeout needs guidedFailure: true on a Run step"),
+        ),
+        (
+            "a Step with both where they belong",
+            json!({ "type": "ManualIntervention", "approvalTimeout": { "seconds": 5, "decision": "approved" } }),
+            None,
+        ),
+    ];
+    wrong.extend(refused::<Step>(&ns, "Step", &step_cases).await);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    ns.cleanup().await;
+}
+
+/// Server-side dry runs of `cases` (what, spec, a part of the refusal or
+/// None for accepted); the cases that did not go as expected.
+async fn refused<K: kube::Resource<DynamicType = ()>>(
+    ns: &common::TestNamespace,
+    kind: &str,
+    cases: &[(&str, serde_json::Value, Option<&str>)],
+) -> Vec<String> {
+    use kube::api::{ApiResource, DynamicObject, PostParams};
+    let ar = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
     let dry = PostParams {
         dry_run: true,
@@ -215,7 +246,7 @@ async fn deadlines_are_refused_where_they_mean_nothing() {
     let mut wrong = Vec::new();
     for (what, spec, refusal) in cases {
         let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "stepwise.dev/v1alpha1", "kind": "Deployment",
+            "apiVersion": "stepwise.dev/v1alpha1", "kind": kind,
             "metadata": { "name": "d" }, "spec": spec,
         }))
         .expect("object");
@@ -226,6 +257,5 @@ async fn deadlines_are_refused_where_they_mean_nothing() {
             (got, want) => wrong.push(format!("{what}: got {:?}, want {want:?}", got.err())),
         }
     }
-    assert!(wrong.is_empty(), "{wrong:#?}");
-    ns.cleanup().await;
+    wrong
 }
