@@ -78,6 +78,11 @@ pub fn finished(deployment: &Deployment) -> bool {
 /// The release as a tree: steps, actions, attempts with times, outcomes, the
 /// next retry time and the real error.
 pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
+    render_at(deployment, steps, None)
+}
+
+/// As [`render`], with the countdown to a decision deadline as of `now`.
+pub fn render_at(deployment: &Deployment, steps: &[Step], now: Option<Timestamp>) -> String {
     let mut out = String::new();
     let name = deployment.metadata.name.as_deref().unwrap_or_default();
     let ns = deployment.metadata.namespace.as_deref().unwrap_or_default();
@@ -86,6 +91,9 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
     let _ = writeln!(out, "Deployment {ns}/{name}  {phase}");
     if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
         let _ = writeln!(out, "│ {m}");
+    }
+    if let Some(at) = status.decision_deadline {
+        let _ = writeln!(out, "│ {}", deadline(at, now));
     }
     if let Some(c) = &deployment.spec.concurrency {
         let _ = writeln!(
@@ -173,27 +181,65 @@ pub fn render(deployment: &Deployment, steps: &[Step]) -> String {
                 );
             }
         }
-        if let Some(e) = &st.earlier_decisions {
-            let _ = writeln!(
-                out,
-                "{indent}  {} earlier decision{} (not listed), the last at {}",
-                e.count,
-                if e.count == 1 { "" } else { "s" },
-                clock(e.through)
-            );
-        }
-        for d in &st.decisions {
-            let _ = writeln!(
-                out,
-                "{indent}  decision {} on {} attempt {} at {}",
-                d.decision.as_str(),
-                d.action,
-                d.attempt,
-                clock(d.decided_at)
-            );
-        }
+        answers(&mut out, indent, &st);
     }
     out
+}
+
+/// The decisions and the approval a step recorded, with who took them.
+fn answers(out: &mut String, indent: &str, st: &crate::api::StepStatus) {
+    if let Some(e) = &st.earlier_decisions {
+        let _ = writeln!(
+            out,
+            "{indent}  {} earlier decision{} (not listed), the last at {}",
+            e.count,
+            if e.count == 1 { "" } else { "s" },
+            clock(e.through)
+        );
+    }
+    for d in &st.decisions {
+        let _ = writeln!(
+            out,
+            "{indent}  decision {} on {} attempt {} at {}{}",
+            d.decision.as_str(),
+            d.action,
+            d.attempt,
+            clock(d.decided_at),
+            by(d.by.as_deref())
+        );
+    }
+    if let Some(a) = &st.approval {
+        let _ = writeln!(
+            out,
+            "{indent}  {} at {}{}",
+            a.approval.as_str(),
+            clock(a.decided_at),
+            by(a.by.as_deref())
+        );
+    }
+}
+
+/// "decision deadline 12:00:30.000Z (in 1m 5s)": when the default applies.
+pub fn deadline(at: Timestamp, now: Option<Timestamp>) -> String {
+    let left = now.map(|n| {
+        let secs = at.duration_since(n).as_secs().max(0);
+        let (m, s) = (secs / 60, secs % 60);
+        match (m, s) {
+            (0, s) => format!(" (in {s}s)"),
+            (m, 0) => format!(" (in {m}m)"),
+            (m, s) => format!(" (in {m}m {s}s)"),
+        }
+    });
+    format!(
+        "decision deadline {}{}: the default applies unless someone decides first",
+        clock(at),
+        left.unwrap_or_default()
+    )
+}
+
+/// " by alice", or nothing when no one was recorded.
+fn by(who: Option<&str>) -> String {
+    who.map(|w| format!(" by {w}")).unwrap_or_default()
 }
 
 fn action_phase(p: ActionPhase) -> &'static str {
@@ -213,125 +259,4 @@ fn clock(t: Timestamp) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DEPLOYMENT: &str = r#"
-apiVersion: stepwise.dev/v1alpha1
-kind: Deployment
-metadata: {name: shop-1, namespace: team-a}
-spec:
-  guidedFailure: true
-  steps:
-  - name: migrate
-    retries: {limit: 1, delaySeconds: 15}
-    actions:
-    - {name: backup, template: {spec: {containers: [{name: m}]}}}
-    - {name: schema, template: {spec: {containers: [{name: m}]}}}
-  - name: approve
-    type: ManualIntervention
-status:
-  phase: Retrying
-  message: "step migrate (1/2): attempt 1 of 2 failed: exit code 1 (Error); retrying at 12:00:17Z"
-  steps:
-  - {name: migrate, stepRef: shop-1-migrate, phase: Retrying}
-  - {name: approve, phase: Pending}
-"#;
-
-    const STEP: &str = r#"
-apiVersion: stepwise.dev/v1alpha1
-kind: Step
-metadata: {name: shop-1-migrate, namespace: team-a}
-spec:
-  guidedFailure: true
-  retries: {enabled: true, limit: 1, delaySeconds: 15}
-  actions:
-  - {name: backup, template: {spec: {containers: [{name: m}]}}}
-  - {name: schema, template: {spec: {containers: [{name: m}]}}}
-status:
-  phase: Retrying
-  message: "attempt 1 of 2 failed: exit code 1 (Error); retrying at 12:00:17Z"
-  actions:
-  - name: backup
-    phase: Succeeded
-    attempts:
-    - {number: 1, job: shop-1-migrate-backup-1, outcome: Succeeded, startedAt: "2026-11-29T12:00:00.100Z", finishedAt: "2026-11-29T12:00:01Z"}
-  - name: schema
-    phase: Retrying
-    nextAttemptAt: "2026-11-29T12:00:17.250Z"
-    attempts:
-    - {number: 1, job: shop-1-migrate-schema-1, outcome: Failed, startedAt: "2026-11-29T12:00:01.200Z", finishedAt: "2026-11-29T12:00:02Z", failureSeenAt: "2026-11-29T12:00:02.250Z", reason: Error, exitCode: 1}
-"#;
-
-    fn fixtures() -> (Deployment, Vec<Step>) {
-        (
-            serde_norway::from_str(DEPLOYMENT).unwrap(),
-            vec![serde_norway::from_str(STEP).unwrap()],
-        )
-    }
-
-    #[test]
-    fn tree_shows_attempts_next_retry_and_error() {
-        let (d, steps) = fixtures();
-        insta::assert_snapshot!(render(&d, &steps));
-    }
-
-    #[test]
-    fn tree_says_what_a_bounded_status_leaves_out() {
-        let (d, mut steps) = fixtures();
-        let st = steps[0].status.as_mut().unwrap();
-        st.actions[1].earlier_attempts = Some(6);
-        st.earlier_decisions = Some(crate::api::EarlierDecisions {
-            count: 3,
-            through: "2026-11-29T12:00:00Z".parse().unwrap(),
-        });
-        let tree = render(&d, &steps);
-        assert!(tree.contains("#1-#6  Failed (not listed)"), "{tree}");
-        assert!(tree.contains("3 earlier decisions (not listed)"), "{tree}");
-    }
-
-    #[test]
-    fn tree_shows_a_queued_release_and_what_it_waits_for() {
-        let (mut d, _) = fixtures();
-        d.spec.concurrency = Some(crate::api::Concurrency {
-            key: "shop".into(),
-            policy: crate::api::ConcurrencyPolicy::Queue,
-        });
-        let st = d.status.as_mut().unwrap();
-        st.phase = Some(Phase::Queued);
-        st.message = Some(crate::plan::queue::queued_message("shop", "shop-0", 1));
-        st.current_step = None;
-        let tree = render(&d, &[]);
-        let head: Vec<&str> = tree.lines().take(3).collect();
-        assert_eq!(
-            head,
-            [
-                "Deployment team-a/shop-1  Queued",
-                "│ queued: waits for release shop-0 to finish (place 1 in the queue for concurrency key shop)",
-                "│ one at a time: concurrency key shop (Queue)",
-            ]
-        );
-        assert!(!finished(&d));
-    }
-
-    #[test]
-    fn decisions_need_a_step_that_waits_for_one() {
-        let (d, mut steps) = fixtures();
-        let err = target(&d, &steps, Ask::Retry).unwrap_err();
-        assert_eq!(
-            err,
-            "deployment shop-1 is not waiting for a guided-failure decision (phase Retrying)"
-        );
-        assert!(target(&d, &steps, Ask::Approve).is_err());
-        steps[0].status.as_mut().unwrap().phase = Some(Phase::WaitingForDecision);
-        assert_eq!(
-            target(&d, &steps, Ask::Abort)
-                .unwrap()
-                .metadata
-                .name
-                .as_deref(),
-            Some("shop-1-migrate")
-        );
-        assert_eq!(Ask::Approve.annotation(), (ANNOTATION_APPROVAL, "approved"));
-    }
-}
+mod tests;

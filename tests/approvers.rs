@@ -5,6 +5,8 @@
 //! as every other test's operator does), so other tests are unaffected.
 
 mod common;
+#[path = "approvers/recorded.rs"]
+mod recorded;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

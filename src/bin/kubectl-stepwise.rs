@@ -8,7 +8,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 use stepwise::api::{Deployment, LABEL_DEPLOYMENT, Step};
-use stepwise::plugin::{Ask, finished, render, target};
+use stepwise::plugin::{Ask, finished, render, render_at, target};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -130,12 +130,13 @@ async fn status(
     let mut last = String::new();
     loop {
         let (d, all) = fetch(deployments, steps, name).await?;
+        // A change is what the release says, not the countdown ticking.
         let tree = render(&d, &all);
         if tree != last {
             if watch && !last.is_empty() {
                 println!();
             }
-            print!("{tree}");
+            print!("{}", render_at(&d, &all, Some(jiff::Timestamp::now())));
             last = tree;
         }
         if !watch || finished(&d) {

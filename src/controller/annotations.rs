@@ -23,28 +23,45 @@ pub async fn remove_if_unchanged<K>(api: &Api<K>, obj: &K, key: &str) -> Result<
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
+    remove_all_if_unchanged(api, obj, &[key]).await
+}
+
+/// Removes the annotations `keys` of `obj` in one JSON patch, each only if it
+/// still holds the value read in `obj` (keys it lacks are skipped): all go
+/// or none does, so a decision and its `decided-by` leave together. Returns
+/// false when one of them changed or vanished meanwhile.
+pub async fn remove_all_if_unchanged<K>(api: &Api<K>, obj: &K, keys: &[&str]) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let name = obj.name_any();
-    let Some(value) = obj.annotations().get(key) else {
+    let mut ops = Vec::new();
+    for key in keys {
+        let Some(value) = obj.annotations().get(*key) else {
+            continue;
+        };
+        let path = pointer(key);
+        ops.push(serde_json::json!({ "op": "test", "path": path, "value": value }));
+        ops.push(serde_json::json!({ "op": "remove", "path": path }));
+    }
+    if ops.is_empty() {
         return Ok(true);
-    };
-    let path = pointer(key);
-    let ops = serde_json::json!([
-        { "op": "test", "path": path, "value": value },
-        { "op": "remove", "path": path },
-    ]);
+    }
     let patch: json_patch::Patch =
-        serde_json::from_value(ops).map_err(|source| crate::Error::Serialize {
-            what: "annotation removal",
-            source,
+        serde_json::from_value(serde_json::Value::Array(ops)).map_err(|source| {
+            crate::Error::Serialize {
+                what: "annotation removal",
+                source,
+            }
         })?;
     match api
         .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
     {
         Ok(_) => Ok(true),
-        // The test failed: someone changed (or removed) the annotation.
+        // The test failed: someone changed (or removed) an annotation.
         Err(kube::Error::Api(e)) if matches!(e.code, 409 | 422) => Ok(false),
-        Err(e) => Err(e).context(|| format!("removing annotation {key} from {name}")),
+        Err(e) => Err(e).context(|| format!("removing annotations {keys:?} from {name}")),
     }
 }
 
@@ -53,10 +70,22 @@ pub async fn set<K>(api: &Api<K>, name: &str, key: &str, value: &str) -> Result<
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let patch = serde_json::json!({ "metadata": { "annotations": { key: value } } });
+    set_all(api, name, &[(key, Some(value))]).await
+}
+
+/// Sets (or, with `None`, removes) several annotations of `name` in one merge patch.
+pub async fn set_all<K>(api: &Api<K>, name: &str, values: &[(&str, Option<&str>)]) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let map: serde_json::Map<String, serde_json::Value> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.map_or(serde_json::Value::Null, Into::into)))
+        .collect();
+    let patch = serde_json::json!({ "metadata": { "annotations": map } });
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .context(|| format!("setting annotation {key} on {name}"))?;
+        .context(|| format!("setting annotations {values:?} on {name}"))?;
     Ok(())
 }
 

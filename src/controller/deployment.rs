@@ -12,13 +12,13 @@ use tracing::{Instrument, info_span};
 
 use super::{Context, annotations, now, observe, publish, retry_later, writes};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, Deployment, DeploymentStatus, FIELD_MANAGER,
-    LABEL_DEPLOYMENT, Phase, Step,
+    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, Deployment, DeploymentStatus,
+    FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step,
 };
 use crate::plan::deployment::{
     DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
 };
-use crate::plan::handoff::{Handoff, handoffs};
+use crate::plan::handoff::{Handoff, handoffs, removals};
 use crate::plan::rejected;
 use crate::{Error, KubeContext, Result};
 
@@ -117,19 +117,35 @@ async fn hand_off(
     status: &DeploymentStatus,
 ) -> Result<()> {
     let read = |key: &str| d.annotations().get(key).map(String::as_str);
-    let planned = handoffs(status, read(ANNOTATION_DECISION), read(ANNOTATION_APPROVAL));
+    let by = read(ANNOTATION_DECIDED_BY);
+    let planned = handoffs(
+        status,
+        read(ANNOTATION_DECISION),
+        read(ANNOTATION_APPROVAL),
+        by,
+    );
     let steps: Api<Step> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
-    for h in planned {
-        match &h {
-            Handoff::Pass { key, value, step } => {
-                annotations::set(&steps, step, key, value).await?;
+    for h in &planned {
+        match h {
+            // Who decided goes along (none: a stale name on the Step goes).
+            Handoff::Pass {
+                key,
+                value,
+                step,
+                by,
+            } => {
+                let values = [
+                    (*key, Some(value.as_str())),
+                    (ANNOTATION_DECIDED_BY, by.as_deref()),
+                ];
+                annotations::set_all(&steps, step, &values).await?;
             }
             Handoff::Ignore { event, .. } => {
                 publish::<_, Step>(ctx, d, std::slice::from_ref(event));
             }
         }
-        annotations::remove_if_unchanged(api, d, h.key()).await?;
     }
+    annotations::remove_all_if_unchanged(api, d, &removals(&planned, by)).await?;
     Ok(())
 }
 
@@ -191,6 +207,7 @@ pub(super) fn view(step: &Step) -> StepView {
         message: status.message,
         current_action: status.current_action,
         attempt: status.attempt,
+        decision_deadline: status.decision_deadline,
     }
 }
 

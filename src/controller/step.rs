@@ -15,7 +15,7 @@ mod stuck;
 use super::writes::{refused_for_good, reject, rejected_message};
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
+    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
     ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
@@ -71,12 +71,17 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
             .annotations()
             .get(ANNOTATION_APPROVAL)
             .map(String::as_str),
+        decided_by: step
+            .annotations()
+            .get(ANNOTATION_DECIDED_BY)
+            .map(String::as_str),
         foreign: found.foreign,
         refused: None,
         recorded_approval: step
             .annotations()
             .get(ANNOTATION_RECORDED_APPROVAL)
             .and_then(|v| serde_json::from_str(v).ok()),
+        created_at: step.creation_timestamp().map(|t| t.0),
     };
     let now = now();
     let mut planned = plan(&step.spec, &observation, now);
@@ -244,10 +249,10 @@ async fn apply(
     }
 
     record(step, ctx, planned).await?;
-    let mut changed_meanwhile = false;
-    for key in &planned.remove_annotations {
-        changed_meanwhile |= !super::annotations::remove_if_unchanged(&api, step, key).await?;
-    }
+    // One patch: a decision and its decided-by leave together.
+    let changed_meanwhile =
+        !super::annotations::remove_all_if_unchanged(&api, step, &planned.remove_annotations)
+            .await?;
     publish::<_, Job>(ctx, step, &planned.events);
 
     Ok(if planned.requeue_now || changed_meanwhile {

@@ -1,7 +1,10 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Approvers, Concurrency, Phase, RetryPolicy, StepType};
+use super::{
+    Action, ApprovalTimeout, Approvers, Concurrency, GuidedFailureTimeout, Phase, RetryPolicy,
+    StepType,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// A release: ordered steps, each an ordered list of actions run as Jobs.
@@ -20,12 +23,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     printcolumn(name = "Step", type_ = "string", json_path = ".status.currentStep"),
     printcolumn(name = "Action", type_ = "string", json_path = ".status.currentAction"),
     printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
+    // A string, not a date: kubectl prints a future date as `<invalid>`.
+    printcolumn(name = "Deadline", type_ = "string", json_path = ".status.decisionDeadline"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
     validation = Rule::new("self.spec.steps.all(s, size(self.metadata.name) + size(s.name) <= 62)").message("each Step is named <deployment>-<step> and that name is a label value: the deployment name plus a step name must be at most 62 characters")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a new release is a new Deployment"))]
+#[x_kube(validation = Rule::new("self.guidedFailure || (!has(self.guidedFailureTimeout) && self.steps.all(s, !has(s.guidedFailureTimeout)))").message("guidedFailureTimeout needs guidedFailure: true: without guided failure no decision is awaited"))]
 pub struct DeploymentSpec {
     /// When a step's retries run out: false fails the deployment; true pauses it
     /// with a `GuidedFailure` condition until a person decides retry, ignore or abort.
@@ -46,6 +52,10 @@ pub struct DeploymentSpec {
     /// Deployment or its Steps); enforced by the API server (see `Approvers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvers: Option<Approvers>,
+    /// The default for every Run step that sets none of its own: how long to
+    /// wait for a guided-failure decision before applying a default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_failure_timeout: Option<GuidedFailureTimeout>,
 }
 
 /// One step of a release, as written in the Deployment.
@@ -54,6 +64,8 @@ pub struct DeploymentSpec {
 #[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
+#[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvalTimeout)").message("approvalTimeout is for ManualIntervention steps: a Run step has no approval to wait for"))]
+#[x_kube(validation = Rule::new("self.type == 'Run' || !has(self.guidedFailureTimeout)").message("guidedFailureTimeout is for Run steps: a ManualIntervention step takes approvalTimeout"))]
 #[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvers)").message("approvers are for ManualIntervention steps; who may decide a Run step's guided failure is the Deployment's spec.approvers"))]
 pub struct DeploymentStep {
     /// The step's name, a DNS label unique within the deployment.
@@ -80,6 +92,13 @@ pub struct DeploymentStep {
     /// Who may approve or reject this ManualIntervention step (see `Approvers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvers: Option<Approvers>,
+    /// This Run step's decision deadline; overrides the deployment's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_failure_timeout: Option<GuidedFailureTimeout>,
+    /// How long this ManualIntervention step waits for approval before
+    /// applying a default answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<ApprovalTimeout>,
 }
 
 /// What the operator reports about a release.
@@ -111,6 +130,11 @@ pub struct DeploymentStatus {
     /// Every step with its phase, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepSummary>,
+    /// While the current step waits for a decision or an approval with a
+    /// timeout: when its default is applied (copied from the Step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub decision_deadline: Option<jiff::Timestamp>,
 }
 
 /// A step as seen from its Deployment.

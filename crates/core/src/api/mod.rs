@@ -6,6 +6,7 @@ mod deployment;
 mod retry;
 mod status;
 mod step;
+mod timeout;
 
 pub use concurrency::{Concurrency, ConcurrencyPolicy};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
@@ -17,6 +18,7 @@ pub use status::{
 pub use step::{
     Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType,
 };
+pub use timeout::{ApprovalTimeout, DECIDED_BY_TIMEOUT, GuidedFailureTimeout};
 
 /// On a Step (and its Jobs and pods): the Deployment it belongs to.
 pub const LABEL_DEPLOYMENT: &str = "stepwise.dev/deployment";
@@ -42,11 +44,11 @@ pub const ANNOTATION_DECIDED_BY: &str = "stepwise.dev/decided-by";
 /// has whole seconds), so an adopted attempt keeps its exact start.
 pub const ANNOTATION_CREATED_AT: &str = "stepwise.dev/created-at";
 /// On a Job, written by the operator: the decision that answered this
-/// attempt's failure (`{"decision":"retry","decidedAt":"..."}`), so a status
+/// attempt's failure (`{"decision":"retry","decidedAt":"...","by":"alice"}`), so a status
 /// wipe cannot lose it.
 pub const ANNOTATION_RECORDED_DECISION: &str = "stepwise.dev/recorded-decision";
 /// On a ManualIntervention Step, written by the operator: the approval as
-/// recorded (`{"approval":"approved","decidedAt":"..."}`).
+/// recorded (`{"approval":"approved","decidedAt":"...","by":"alice"}`).
 pub const ANNOTATION_RECORDED_APPROVAL: &str = "stepwise.dev/recorded-approval";
 /// On a Job, written by the operator before the status records it: the
 /// start timeout's outcome (`{"reason":"ImagePullBackOff","message":"...","at":"..."}`);

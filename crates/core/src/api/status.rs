@@ -175,6 +175,11 @@ pub struct DecisionRecord {
     pub decision: Decision,
     #[schemars(with = "String")]
     pub decided_at: Timestamp,
+    /// Who decided: the user the API server stamped into
+    /// `stepwise.dev/decided-by` (the `stepwise-decided-by` admission policy).
+    /// Absent when nothing stamped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// The answer to a ManualIntervention step.
@@ -184,6 +189,9 @@ pub struct ApprovalRecord {
     pub approval: super::Approval,
     #[schemars(with = "String")]
     pub decided_at: Timestamp,
+    /// Who approved or rejected (`stepwise.dev/decided-by`, as for decisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// What the operator reports about a Step. It is rebuilt from the Step's Jobs
@@ -224,4 +232,9 @@ pub struct StepStatus {
     /// The answer to a ManualIntervention step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRecord>,
+    /// While waiting for a decision or an approval with a timeout
+    /// (`guidedFailureTimeout`, `approvalTimeout`): when the default is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub decision_deadline: Option<Timestamp>,
 }

@@ -2,7 +2,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{RetryPolicy, StepStatus};
+use super::{ApprovalTimeout, GuidedFailureTimeout, RetryPolicy, StepStatus};
 
 /// One step of a release: its actions run in order, each attempt as one Job.
 /// The Deployment controller creates Steps; a Step created by hand runs on its own.
@@ -20,6 +20,8 @@ use super::{RetryPolicy, StepStatus};
     printcolumn(name = "Action", type_ = "string", json_path = ".status.currentAction"),
     printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
     printcolumn(name = "Next Retry", type_ = "date", json_path = ".status.nextAttemptAt"),
+    // A string, not a date: kubectl prints a future date as `<invalid>`.
+    printcolumn(name = "Deadline", type_ = "string", json_path = ".status.decisionDeadline"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
     validation = Rule::new("size(self.metadata.name) <= 63").message("a Step name is used as a label value on its Jobs, so it must be at most 63 characters")
@@ -29,6 +31,8 @@ use super::{RetryPolicy, StepStatus};
 #[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
 #[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
+#[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvalTimeout)").message("approvalTimeout is for ManualIntervention steps: a Run step has no approval to wait for"))]
+#[x_kube(validation = Rule::new("!has(self.guidedFailureTimeout) || (self.guidedFailure && self.type == 'Run')").message("guidedFailureTimeout needs guidedFailure: true on a Run step: without guided failure no decision is awaited"))]
 pub struct StepSpec {
     /// `Run` (default) runs the actions; `ManualIntervention` waits for approval.
     #[serde(default, rename = "type")]
@@ -56,6 +60,14 @@ pub struct StepSpec {
     /// Deployment's step (ManualIntervention) or the Deployment (Run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvers: Option<Approvers>,
+    /// How long to wait for a guided-failure decision before applying a
+    /// default one (recorded `by: timeout`). None: wait until a person decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided_failure_timeout: Option<GuidedFailureTimeout>,
+    /// How long a ManualIntervention step waits for approval before applying
+    /// a default answer (recorded `by: timeout`). None: wait until a person answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<ApprovalTimeout>,
 }
 
 /// The users and groups that may decide or approve. A request is allowed

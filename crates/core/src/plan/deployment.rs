@@ -42,6 +42,8 @@ pub struct StepView {
     pub attempt: Option<u32>,
     /// Its running attempt's container cannot start: that needs attention too.
     pub cannot_start: bool,
+    /// When the default decision or approval is applied, while it waits for one.
+    pub decision_deadline: Option<Timestamp>,
 }
 
 impl StepView {
@@ -57,6 +59,7 @@ impl StepView {
             self.message = None;
             self.current_action = None;
             self.attempt = None;
+            self.decision_deadline = None;
         }
         self
     }
@@ -148,7 +151,8 @@ pub fn step_name(deployment: &str, step: &str) -> String {
 }
 
 /// The Step spec for step `index`: its own retries, else the deployment's
-/// default (never on a ManualIntervention step), and the deployment's guided failure.
+/// default (never on a ManualIntervention step), the deployment's guided
+/// failure, and its decision deadline (the step's own first).
 pub fn step_spec(spec: &DeploymentSpec, index: usize) -> Option<StepSpec> {
     let s = spec.steps.get(index)?;
     let retries = match s.type_ {
@@ -164,6 +168,18 @@ pub fn step_spec(spec: &DeploymentSpec, index: usize) -> Option<StepSpec> {
         approvers: match s.type_ {
             StepType::Run => spec.approvers.clone(),
             StepType::ManualIntervention => s.approvers.clone(),
+        },
+        // The step's own deadline, else the deployment's default (Run steps
+        // under guided failure only: the CRDs refuse it elsewhere).
+        guided_failure_timeout: match s.type_ {
+            StepType::Run if spec.guided_failure => {
+                s.guided_failure_timeout.or(spec.guided_failure_timeout)
+            }
+            _ => None,
+        },
+        approval_timeout: match s.type_ {
+            StepType::ManualIntervention => s.approval_timeout,
+            StepType::Run => None,
         },
     })
 }
@@ -425,6 +441,9 @@ fn finish(
         attempt: view.and_then(|v| v.attempt),
         message: Some(message),
         steps: summaries,
+        decision_deadline: view
+            .filter(|_| matches!(phase, Phase::WaitingForDecision | Phase::WaitingForApproval))
+            .and_then(|v| v.decision_deadline),
     };
     DeploymentPlan {
         create_step: w.create_step,

@@ -11,6 +11,8 @@ pub enum EventReason {
     GuidedFailure,
     DecisionApplied,
     DecisionIgnored,
+    /// No decision or approval came before its deadline: the default was applied.
+    DecisionTimedOut,
     Approved,
     Rejected,
     ApprovalIgnored,
@@ -35,13 +37,14 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every reason.
-    pub const ALL: [EventReason; 22] = [
+    pub const ALL: [EventReason; 23] = [
         Self::AttemptFailed,
         Self::AttemptCannotStart,
         Self::RetryScheduled,
         Self::GuidedFailure,
         Self::DecisionApplied,
         Self::DecisionIgnored,
+        Self::DecisionTimedOut,
         Self::Approved,
         Self::Rejected,
         Self::ApprovalIgnored,
@@ -68,6 +71,7 @@ impl EventReason {
             Self::GuidedFailure => "GuidedFailure",
             Self::DecisionApplied => "DecisionApplied",
             Self::DecisionIgnored => "DecisionIgnored",
+            Self::DecisionTimedOut => "DecisionTimedOut",
             Self::Approved => "Approved",
             Self::Rejected => "Rejected",
             Self::ApprovalIgnored => "ApprovalIgnored",

@@ -1,19 +1,25 @@
 //! A decision or approval annotated on a `Deployment` goes to the step
 //! that waits for one, so a person or a GitOps tool can act on the release
 //! itself; the same rules then apply on the Step. Nothing waiting for it:
-//! removed with a Warning Event, never ignored silently.
+//! removed with a Warning Event, never ignored silently. Who set it
+//! (`stepwise.dev/decided-by`) goes along with it, and is removed from the
+//! Deployment with it.
 
 use super::{EventReason, PlannedEvent};
-use crate::api::{ANNOTATION_APPROVAL, ANNOTATION_DECISION, DeploymentStatus, Phase};
+use crate::api::{
+    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, DeploymentStatus, Phase,
+};
 
 /// What to do with one annotation on a Deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Handoff {
-    /// Set `key=value` on Step `step`, then remove it from the Deployment.
+    /// Set `key=value` on Step `step` (and `decided-by` to `by`, or remove
+    /// it there when `None`), then remove it from the Deployment.
     Pass {
         key: &'static str,
         value: String,
         step: String,
+        by: Option<String>,
     },
     /// Remove it from the Deployment and publish the event.
     Ignore {
@@ -30,11 +36,13 @@ impl Handoff {
     }
 }
 
-/// Where each annotation goes, given the release's status as planned now.
+/// Where each annotation goes, given the release's status as planned now;
+/// `decided_by` is the Deployment's `stepwise.dev/decided-by`.
 pub fn handoffs(
     status: &DeploymentStatus,
     decision: Option<&str>,
     approval: Option<&str>,
+    decided_by: Option<&str>,
 ) -> Vec<Handoff> {
     [
         (
@@ -60,6 +68,7 @@ pub fn handoffs(
                 key,
                 value: value.to_string(),
                 step,
+                by: decided_by.map(String::from),
             },
             None => Handoff::Ignore {
                 key,
@@ -73,6 +82,17 @@ pub fn handoffs(
         })
     })
     .collect()
+}
+
+/// The annotations to remove from the Deployment once `planned` is done:
+/// each handed-off key, and `decided-by` with them when the Deployment has
+/// one and no decision or approval annotation is left behind.
+pub fn removals(planned: &[Handoff], decided_by: Option<&str>) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = planned.iter().map(Handoff::key).collect();
+    if decided_by.is_some() && !keys.is_empty() {
+        keys.push(ANNOTATION_DECIDED_BY);
+    }
+    keys
 }
 
 /// The Step object of the release's current step, if it waits in `phase`.
@@ -108,16 +128,27 @@ mod tests {
 
     #[test]
     fn a_decision_goes_to_the_step_waiting_for_one() {
-        let h = handoffs(&status(Phase::WaitingForDecision), Some("retry"), None);
+        let h = handoffs(
+            &status(Phase::WaitingForDecision),
+            Some("retry"),
+            None,
+            None,
+        );
         assert_eq!(
             h,
             vec![Handoff::Pass {
                 key: ANNOTATION_DECISION,
                 value: "retry".into(),
-                step: "rel-s".into()
+                step: "rel-s".into(),
+                by: None,
             }]
         );
-        let h = handoffs(&status(Phase::WaitingForApproval), None, Some("approved"));
+        let h = handoffs(
+            &status(Phase::WaitingForApproval),
+            None,
+            Some("approved"),
+            None,
+        );
         assert!(
             matches!(&h[0], Handoff::Pass { key, step, .. } if *key == ANNOTATION_APPROVAL && step == "rel-s")
         );
@@ -126,7 +157,7 @@ mod tests {
     #[test]
     fn nothing_waiting_means_removed_with_a_warning() {
         for phase in [Phase::Running, Phase::Succeeded, Phase::WaitingForApproval] {
-            let h = handoffs(&status(phase), Some("abort"), None);
+            let h = handoffs(&status(phase), Some("abort"), None, Some("alice"));
             match &h[..] {
                 [Handoff::Ignore { key, event }] => {
                     assert_eq!(*key, ANNOTATION_DECISION);
@@ -136,10 +167,41 @@ mod tests {
                 other => panic!("{phase:?}: {other:?}"),
             }
         }
-        let h = handoffs(&status(Phase::Retrying), None, Some("approved"));
+        let h = handoffs(&status(Phase::Retrying), None, Some("approved"), None);
         assert!(
             matches!(&h[0], Handoff::Ignore { event, .. } if event.reason == EventReason::ApprovalIgnored)
         );
-        assert!(handoffs(&status(Phase::Running), None, None).is_empty());
+        assert!(handoffs(&status(Phase::Running), None, None, None).is_empty());
+    }
+
+    #[test]
+    fn who_decided_goes_along_and_leaves_with_the_annotation() {
+        let by = Some("alice");
+        let h = handoffs(&status(Phase::WaitingForDecision), Some("retry"), None, by);
+        assert!(
+            matches!(&h[..], [Handoff::Pass { by: Some(b), .. }] if b == "alice"),
+            "{h:?}"
+        );
+        assert_eq!(
+            removals(&h, by),
+            vec![ANNOTATION_DECISION, ANNOTATION_DECIDED_BY]
+        );
+        // Ignored, it is removed as well: no stale name for the next decision.
+        let h = handoffs(&status(Phase::Running), Some("retry"), None, by);
+        assert_eq!(
+            removals(&h, by),
+            vec![ANNOTATION_DECISION, ANNOTATION_DECIDED_BY]
+        );
+        // Without the policy there is nothing to carry or remove.
+        let h = handoffs(
+            &status(Phase::WaitingForDecision),
+            Some("retry"),
+            None,
+            None,
+        );
+        assert!(matches!(&h[..], [Handoff::Pass { by: None, .. }]));
+        assert_eq!(removals(&h, None), vec![ANNOTATION_DECISION]);
+        // decided-by alone is nobody's decision: left alone.
+        assert!(removals(&[], by).is_empty());
     }
 }

@@ -203,6 +203,7 @@ pub fn held(
         attempt: None,
         message: Some(message),
         steps,
+        decision_deadline: None,
     };
     Some(DeploymentPlan {
         create_step: None,

@@ -23,6 +23,8 @@
 //! | Failed k                           | exhausted, guided, no decision          | WaitingForDecision, GuidedFailure=True                  |
 //! | Failed k                           | exhausted, guided, valid annotation     | record decision for k, remove annotation, requeue       |
 //! | Failed k                           | exhausted, guided, unknown annotation   | WaitingForDecision, message names the bad value         |
+//! | Failed k                           | exhausted, guided, no valid decision, `guidedFailureTimeout`, now < seen + seconds | WaitingForDecision; `decisionDeadline` = seen + seconds; requeue then |
+//! | Failed k                           | exhausted, guided, no valid decision, now >= deadline | record the default decision for k `by: timeout`; Warning `DecisionTimedOut`; requeue |
 //! | any                                | decision annotation, nothing to decide  | remove annotation, Warning event                        |
 //! | any (Run step)                     | approval annotation                     | remove it, Warning `ApprovalIgnored`                    |
 //! | attempt k to create                | a Job not owned by this Step has its name | no Job; Running, message names the Job and its owner; Warning `JobNameTaken`; look again soon |
@@ -35,13 +37,17 @@
 //!
 //! ManualIntervention steps: recorded approval decides; else a valid
 //! `stepwise.dev/approval` annotation is recorded (approved: Succeeded,
-//! rejected: Failed) and removed; else WaitingForApproval.
+//! rejected: Failed) and removed; else, with `approvalTimeout` and now at or
+//! past creationTimestamp + seconds, the default is recorded `by: timeout`
+//! (Warning `DecisionTimedOut`); else WaitingForApproval, with
+//! `decisionDeadline` and a requeue at it when there is a timeout.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
 mod bounds;
+mod deadline;
 mod gates;
 mod merge;
 mod messages;
@@ -50,13 +56,15 @@ mod start;
 mod walk;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
+pub use deadline::deadline;
 pub use records::{JobDecision, RecordDecision};
 pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
 
 use super::{EventReason, Owner, PlannedEvent, clock};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECISION, ActionPhase, ActionStatus, Approval, ApprovalRecord,
-    AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus, StepType,
+    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, ActionPhase, ActionStatus,
+    Approval, ApprovalRecord, AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus,
+    StepType,
 };
 use crate::reason::FailureReason;
 use crate::status::{GuidedFailure, Health, conditions};
@@ -113,6 +121,9 @@ pub struct StepObservation<'a> {
     pub jobs: BTreeMap<AttemptKey, JobView>,
     pub decision_annotation: Option<&'a str>,
     pub approval_annotation: Option<&'a str>,
+    /// `stepwise.dev/decided-by`: who set the decision or approval annotation
+    /// (stamped by the API server's admission policy; absent without it).
+    pub decided_by: Option<&'a str>,
     /// Jobs that have the name an attempt needs but whose controller is not
     /// this Step (by uid): never an attempt of it, only a reason to wait.
     pub foreign: BTreeMap<AttemptKey, ForeignJob>,
@@ -120,6 +131,9 @@ pub struct StepObservation<'a> {
     pub refused: Option<Refused>,
     /// The approval as the operator recorded it on the Step.
     pub recorded_approval: Option<ApprovalRecord>,
+    /// The Step's creationTimestamp: a ManualIntervention step waits for
+    /// approval from then (its `approvalTimeout` counts from here).
+    pub created_at: Option<Timestamp>,
 }
 
 /// A Job under an attempt's name that belongs to something else.
@@ -233,6 +247,8 @@ struct Verdict {
     current: Option<usize>,
     next_attempt_at: Option<Timestamp>,
     waiting_for_decision: bool,
+    /// While waiting for a decision or approval with a timeout: when its default applies.
+    decision_deadline: Option<Timestamp>,
 }
 
 impl Verdict {
@@ -244,6 +260,7 @@ impl Verdict {
             current,
             next_attempt_at: None,
             waiting_for_decision: false,
+            decision_deadline: None,
         }
     }
 }
@@ -293,6 +310,7 @@ impl Planner<'_, '_> {
             message: v.message.clone(),
             guided_failure,
         };
+        self.remove_decided_by();
         // Every decision on its Job before the list is trimmed.
         let record_decisions = records::unrecorded(&self.decisions, &self.obs.jobs);
         let stop_jobs = start::stuck_jobs(&actions, &self.obs.jobs);
@@ -311,6 +329,7 @@ impl Planner<'_, '_> {
             decisions: self.decisions,
             earlier_decisions,
             approval: self.approval,
+            decision_deadline: v.decision_deadline,
             actions,
         };
         let record_approval = records::unrecorded_approval(
@@ -327,6 +346,26 @@ impl Planner<'_, '_> {
             record_decisions,
             record_approval,
             stop_jobs,
+        }
+    }
+}
+
+impl Planner<'_, '_> {
+    /// `decided-by` goes with the decision or approval it names: once every
+    /// such annotation on the Step is removed, it is removed too.
+    fn remove_decided_by(&mut self) {
+        let present = [
+            (ANNOTATION_DECISION, self.obs.decision_annotation),
+            (ANNOTATION_APPROVAL, self.obs.approval_annotation),
+        ];
+        let removed_one = present
+            .iter()
+            .any(|(k, v)| v.is_some() && self.remove_annotations.contains(k));
+        let kept_one = present
+            .iter()
+            .any(|(k, v)| v.is_some() && !self.remove_annotations.contains(k));
+        if self.obs.decided_by.is_some() && removed_one && !kept_one {
+            self.remove_annotations.push(ANNOTATION_DECIDED_BY);
         }
     }
 }

@@ -52,6 +52,7 @@ mod tests {
     fn spec(steps: &[(&str, &[&str])]) -> DeploymentSpec {
         DeploymentSpec {
             guided_failure: false,
+            guided_failure_timeout: None,
             retries: None,
             concurrency: None,
             approvers: None,
@@ -59,6 +60,8 @@ mod tests {
                 .iter()
                 .map(|(name, actions)| DeploymentStep {
                     approvers: None,
+                    guided_failure_timeout: None,
+                    approval_timeout: None,
                     name: name.to_string(),
                     type_: StepType::Run,
                     instructions: None,

@@ -5,12 +5,15 @@ use crate::status::is_true;
 fn spec(n: usize, guided: bool) -> DeploymentSpec {
     DeploymentSpec {
         guided_failure: guided,
+        guided_failure_timeout: None,
         retries: Some(RetryPolicy::default()),
         concurrency: None,
         approvers: None,
         steps: (0..n)
             .map(|i| DeploymentStep {
                 approvers: None,
+                guided_failure_timeout: None,
+                approval_timeout: None,
                 name: format!("s{i}"),
                 type_: StepType::Run,
                 instructions: None,
@@ -34,6 +37,7 @@ fn view(i: usize, phase: Phase) -> StepSlot {
         current_action: Some("a".into()),
         attempt: Some(1),
         cannot_start: false,
+        decision_deadline: None,
     })
 }
 

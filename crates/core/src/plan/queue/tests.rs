@@ -177,6 +177,7 @@ fn the_newest_waits_until_the_superseded_have_failed() {
 fn spec(guided: bool) -> DeploymentSpec {
     DeploymentSpec {
         guided_failure: guided,
+        guided_failure_timeout: None,
         retries: None,
         concurrency: Some(Concurrency {
             key: "app".into(),
@@ -185,6 +186,8 @@ fn spec(guided: bool) -> DeploymentSpec {
         approvers: None,
         steps: vec![DeploymentStep {
             approvers: None,
+            guided_failure_timeout: None,
+            approval_timeout: None,
             name: "s".into(),
             type_: StepType::Run,
             instructions: None,

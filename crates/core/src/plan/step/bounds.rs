@@ -133,6 +133,7 @@ mod tests {
                 attempt: k,
                 decision: Decision::Retry,
                 decided_at: t(i64::from(k)),
+                by: None,
             })
             .collect();
         // Action b's ignore, long ago.
@@ -143,6 +144,7 @@ mod tests {
                 attempt: 1,
                 decision: Decision::Ignore,
                 decided_at: t(0),
+                by: None,
             },
         );
         let actions = vec![

@@ -135,6 +135,7 @@ impl Planner<'_, '_> {
             self.approval = Some(ApprovalRecord {
                 approval: a,
                 decided_at: self.now,
+                by: self.obs.decided_by.map(String::from),
             });
             let (reason, word) = match a {
                 Approval::Approved => (EventReason::Approved, "approved"),
@@ -145,9 +146,21 @@ impl Planner<'_, '_> {
                 format!("manual intervention {word}"),
             ));
         }
+        // No answer yet: the default once its deadline passed, else wait for it.
+        let deadline = self.approval_deadline();
         if self.approval.is_some() && raw.is_some() {
             self.remove(ANNOTATION_APPROVAL);
         }
+        let mut v = self.manual_verdict(raw);
+        if let (Some(at), Some(t)) = (deadline, self.spec.approval_timeout) {
+            v.message
+                .push_str(&super::messages::unless_decided(t.decision.as_str(), at));
+            v.decision_deadline = Some(at);
+        }
+        v
+    }
+
+    fn manual_verdict(&self, raw: Option<&str>) -> Verdict {
         match (&self.approval, raw) {
             (Some(record), _) => match record.approval {
                 Approval::Approved => {

@@ -2,7 +2,7 @@
 //! action and how its last attempt ended the same way wherever it appears.
 
 use super::{describe, plural};
-use crate::api::{ANNOTATION_DECISION, AttemptStatus, Decision};
+use crate::api::{ANNOTATION_DECISION, Approval, AttemptStatus, Decision};
 use crate::plan::clock;
 use jiff::Timestamp;
 
@@ -76,4 +76,25 @@ pub(super) fn retry_scheduled(name: &str, attempt: u32, due: Timestamp) -> Strin
 
 pub(super) fn all_done(total: usize) -> String {
     format!("all {total} action{} done", plural(total as u32))
+}
+
+/// The DecisionTimedOut Event's note for a guided failure.
+pub(super) fn decision_timed_out(d: Decision, name: &str, k: u32, seconds: i64) -> String {
+    format!(
+        "no decision within {seconds} s after action {name} attempt {k} failed: {} applied (guidedFailureTimeout)",
+        d.as_str()
+    )
+}
+
+/// The DecisionTimedOut Event's note for a ManualIntervention step.
+pub(super) fn approval_timed_out(a: Approval, seconds: i64) -> String {
+    format!(
+        "no approval within {seconds} s: {} applied (approvalTimeout)",
+        a.as_str()
+    )
+}
+
+/// What a waiting message adds while a deadline runs.
+pub(super) fn unless_decided(default: &str, at: Timestamp) -> String {
+    format!("; {default} at {} unless decided first", clock(at))
 }

@@ -10,11 +10,14 @@ use super::{AttemptKey, JobView};
 use crate::api::{ApprovalRecord, Decision, DecisionRecord, EarlierDecisions};
 
 /// What a Job's `stepwise.dev/recorded-decision` annotation holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDecision {
     pub decision: Decision,
     pub decided_at: jiff::Timestamp,
+    /// Who decided (`stepwise.dev/decided-by`), when something stamped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// Ask to annotate `job` with the decision that answered its failure.
@@ -34,7 +37,7 @@ pub fn merged(
 ) -> Vec<DecisionRecord> {
     let mut out = previous.to_vec();
     for ((action, attempt), job) in jobs {
-        let Some(d) = job.decision else { continue };
+        let Some(d) = &job.decision else { continue };
         if out
             .iter()
             .any(|r| r.action == *action && r.attempt == *attempt)
@@ -47,6 +50,7 @@ pub fn merged(
             attempt: *attempt,
             decision: d.decision,
             decided_at: d.decided_at,
+            by: d.by.clone(),
         });
     }
     out.sort_by_key(|d| d.decided_at);
@@ -65,8 +69,9 @@ pub fn unrecorded(
             let record = JobDecision {
                 decision: d.decision,
                 decided_at: d.decided_at,
+                by: d.by.clone(),
             };
-            (job.decision != Some(record)).then(|| RecordDecision {
+            (job.decision.as_ref() != Some(&record)).then(|| RecordDecision {
                 job: job.name.clone(),
                 record,
             })

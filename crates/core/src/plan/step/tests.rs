@@ -28,6 +28,8 @@ fn spec(actions: &[&str], retries: Option<RetryPolicy>, guided: bool) -> StepSpe
             })
             .collect(),
         approvers: None,
+        guided_failure_timeout: None,
+        approval_timeout: None,
     }
 }
 
@@ -61,10 +63,12 @@ struct World {
     jobs: BTreeMap<AttemptKey, JobView>,
     decision: Option<String>,
     approval: Option<String>,
+    decided_by: Option<String>,
     created: Vec<(String, u32, Timestamp)>,
     foreign: BTreeMap<AttemptKey, ForeignJob>,
     refused: Option<Refused>,
     recorded_approval: Option<ApprovalRecord>,
+    created_at: Option<Timestamp>,
 }
 
 impl World {
@@ -75,10 +79,12 @@ impl World {
             jobs: BTreeMap::new(),
             decision: None,
             approval: None,
+            decided_by: None,
             created: Vec::new(),
             foreign: BTreeMap::new(),
             refused: None,
             recorded_approval: None,
+            created_at: None,
         }
     }
 
@@ -91,9 +97,11 @@ impl World {
             jobs: self.jobs.clone(),
             decision_annotation: self.decision.as_deref(),
             approval_annotation: self.approval.as_deref(),
+            decided_by: self.decided_by.as_deref(),
             foreign: self.foreign.clone(),
             refused: self.refused.clone(),
             recorded_approval: self.recorded_approval.clone(),
+            created_at: self.created_at,
         };
         plan(&self.spec, &obs, now)
     }
@@ -125,7 +133,7 @@ impl World {
                 .values_mut()
                 .find(|j| j.name == r.job)
                 .expect("recorded on an existing Job");
-            job.decision = Some(r.record);
+            job.decision = Some(r.record.clone());
         }
         if let Some(a) = &p.record_approval {
             self.recorded_approval = Some(a.clone());
@@ -135,6 +143,9 @@ impl World {
         }
         if p.removes(ANNOTATION_APPROVAL) {
             self.approval = None;
+        }
+        if p.removes(ANNOTATION_DECIDED_BY) {
+            self.decided_by = None;
         }
         p
     }
@@ -1147,4 +1158,6 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
 }
 
+mod deadlines;
+mod decided_by;
 mod start_timeout;

@@ -10,6 +10,7 @@ use crate::api::{
 };
 use crate::plan::{EventReason, PlannedEvent};
 use crate::retry;
+use jiff::Timestamp;
 
 /// The decision annotation as read, and what it parses to.
 type Annotated<'a> = Option<(&'a str, Option<Decision>)>;
@@ -174,7 +175,8 @@ impl Planner<'_, '_> {
         }
     }
 
-    /// Out of retries in guided failure: record a valid annotation, or wait.
+    /// Out of retries in guided failure: record a valid annotation, or the
+    /// default once the decision deadline passed, or wait (until it).
     fn guided(
         &mut self,
         i: usize,
@@ -183,29 +185,54 @@ impl Planner<'_, '_> {
         decision: Annotated<'_>,
     ) -> Verdict {
         let (name, k) = (action.name.clone(), last.number);
-        if let Some((raw, parsed)) = decision {
-            let Some(d) = parsed else {
-                return waiting(messages::unknown_decision(&name, last, raw), i);
-            };
-            self.decisions.push(DecisionRecord {
-                action: name.clone(),
-                attempt: k,
-                decision: d,
-                decided_at: self.now,
-            });
-            self.remove(ANNOTATION_DECISION);
-            self.requeue_now = true;
-            let note = messages::decision_applied(d, &name, k);
-            self.events
-                .push(PlannedEvent::normal(EventReason::DecisionApplied, note).about(&last.job));
-            return recorded(d, &name, i);
+        let deadline = self.decision_deadline(last);
+        let due = deadline.is_some_and(|at| self.now >= at);
+        match decision {
+            Some((_, Some(d))) => {
+                self.decisions.push(DecisionRecord {
+                    action: name.clone(),
+                    attempt: k,
+                    decision: d,
+                    decided_at: self.now,
+                    by: self.obs.decided_by.map(String::from),
+                });
+                self.remove(ANNOTATION_DECISION);
+                self.requeue_now = true;
+                let note = messages::decision_applied(d, &name, k);
+                self.events.push(
+                    PlannedEvent::normal(EventReason::DecisionApplied, note).about(&last.job),
+                );
+                return recorded(d, &name, i);
+            }
+            // An unknown value is no decision: the deadline still applies.
+            Some((raw, None)) if !due => {
+                let msg = messages::unknown_decision(&name, last, raw);
+                return self.waiting(msg, i, deadline);
+            }
+            _ if due => {
+                let d = self.time_out_decision(&name, last);
+                return recorded(d, &name, i);
+            }
+            _ => {}
         }
         if self.obs.previous.phase != Some(Phase::WaitingForDecision) {
             let note = messages::guided_failure(&name, k);
             self.events
                 .push(PlannedEvent::warning(EventReason::GuidedFailure, note).about(&last.job));
         }
-        waiting(messages::waiting_for_decision(&name, last), i)
+        self.waiting(messages::waiting_for_decision(&name, last), i, deadline)
+    }
+
+    /// Waiting in guided failure for a decision, until `deadline` if any.
+    fn waiting(&mut self, mut msg: String, i: usize, deadline: Option<Timestamp>) -> Verdict {
+        if let (Some(at), Some(t)) = (deadline, self.spec.guided_failure_timeout) {
+            msg.push_str(&messages::unless_decided(t.decision.as_str(), at));
+            self.requeue_at = Some(at);
+        }
+        let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
+        v.waiting_for_decision = true;
+        v.decision_deadline = deadline;
+        v
     }
 
     pub(super) fn answer_for(&self, action: &str, attempt: u32) -> Option<Decision> {
@@ -234,11 +261,4 @@ impl Planner<'_, '_> {
 fn recorded(d: Decision, name: &str, i: usize) -> Verdict {
     let msg = messages::decision_recorded(d, name);
     Verdict::new(Phase::WaitingForDecision, "DecisionRecorded", msg, Some(i))
-}
-
-/// Waiting in guided failure for a decision.
-fn waiting(msg: String, i: usize) -> Verdict {
-    let mut v = Verdict::new(Phase::WaitingForDecision, "GuidedFailure", msg, Some(i));
-    v.waiting_for_decision = true;
-    v
 }

@@ -1,0 +1,178 @@
+//! Who decided, as the operator records it (issue 15, part 2): the
+//! stamped user becomes the decision's and approval's `by`.
+
+use super::*;
+
+/// Waits until Step `name`'s status satisfies `check`.
+async fn wait_step(
+    steps: &Api<Step>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Step) -> bool,
+) -> Step {
+    common::wait_for(steps, name, SETTLE, what, check).await
+}
+
+/// Issue 15, part 2: the operator records the stamped user as the decision's
+/// and approval's `by`, on the Step and through the Deployment handoff, keeps
+/// it on the Job and Step records and removes `decided-by` with the annotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_records_who_decided_and_who_approved() {
+    use common::manifests::{action, release};
+    use stepwise::api::{ANNOTATION_RECORDED_APPROVAL, ANNOTATION_RECORDED_DECISION, Phase};
+    let ns = setup("by").await;
+    let op = common::operator::Operator::start(&common::operator::launch(), &ns.name).await;
+    let fail_once = || action("a", &[("fail-attempts", "1")]);
+    let d = release(
+        "rel",
+        json!({ "guidedFailure": true, "steps": [
+            { "name": "s", "retries": { "limit": 0 }, "actions": [fail_once()] },
+            { "name": "gate", "type": "ManualIntervention" },
+            { "name": "t", "retries": { "limit": 0 }, "actions": [fail_once()] },
+            { "name": "gate2", "type": "ManualIntervention" },
+        ]}),
+    );
+    let admin: Api<stepwise::api::Deployment> = ns.api();
+    admin
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create");
+    let steps: Api<Step> = ns.api();
+    let phase = |p: Phase| move |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(p);
+    let (alice, bob, carol) = (
+        client_as("alice", &[]).await,
+        client_as("bob", &[]).await,
+        client_as("carol", &[]).await,
+    );
+    let on_deployment = |who: &Client, k: &str, v: &str| {
+        let api: Api<stepwise::api::Deployment> = Api::namespaced(who.clone(), &ns.name);
+        let patch = json!({ "metadata": { "annotations": { k: v } } });
+        async move {
+            api.patch("rel", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("annotate the Deployment")
+        }
+    };
+
+    // A decision on the Step: alice.
+    wait_step(
+        &steps,
+        "rel-s",
+        "waiting for a decision",
+        phase(Phase::WaitingForDecision),
+    )
+    .await;
+    annotate_as(
+        &alice,
+        &ns.name,
+        "rel-s",
+        json!({ ANNOTATION_DECISION: "retry" }),
+    )
+    .await
+    .expect("alice decides");
+    let s = wait_step(&steps, "rel-s", "succeeded", phase(Phase::Succeeded)).await;
+    let st = s.status.clone().expect("status");
+    assert_eq!(st.decisions.len(), 1, "{st:?}");
+    assert_eq!(st.decisions[0].by.as_deref(), Some("alice"));
+    assert!(
+        decided_by(&s).is_none(),
+        "decided-by removed with the decision"
+    );
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = ns.api();
+    let job = jobs.get("rel-s-a-1").await.expect("attempt 1's Job");
+    let recorded = job.annotations().get(ANNOTATION_RECORDED_DECISION).cloned();
+    assert!(
+        recorded
+            .as_deref()
+            .is_some_and(|r| r.contains(r#""by":"alice""#)),
+        "{recorded:?}"
+    );
+
+    // An approval on the Deployment: carol, handed on to the Step.
+    wait_step(
+        &steps,
+        "rel-gate",
+        "waiting for approval",
+        phase(Phase::WaitingForApproval),
+    )
+    .await;
+    let d = on_deployment(&carol, ANNOTATION_APPROVAL, "approved").await;
+    assert_eq!(
+        d.annotations()
+            .get(ANNOTATION_DECIDED_BY)
+            .map(String::as_str),
+        Some("carol")
+    );
+    let g = wait_step(&steps, "rel-gate", "approved", phase(Phase::Succeeded)).await;
+    let approval = g
+        .status
+        .as_ref()
+        .and_then(|s| s.approval.clone())
+        .expect("approval");
+    assert_eq!(approval.by.as_deref(), Some("carol"));
+    assert!(
+        g.annotations()
+            .get(ANNOTATION_RECORDED_APPROVAL)
+            .is_some_and(|r| r.contains(r#""by":"carol""#)),
+        "{:?}",
+        g.annotations()
+    );
+    assert!(decided_by(&g).is_none());
+
+    // A decision on the Deployment: bob, handed on to the Step.
+    wait_step(
+        &steps,
+        "rel-t",
+        "waiting for a decision",
+        phase(Phase::WaitingForDecision),
+    )
+    .await;
+    on_deployment(&bob, ANNOTATION_DECISION, "ignore").await;
+    let t = wait_step(&steps, "rel-t", "ignored", phase(Phase::Succeeded)).await;
+    let st = t.status.expect("status");
+    assert_eq!(st.decisions[0].by.as_deref(), Some("bob"), "{st:?}");
+
+    // The last approval on the Step itself: alice.
+    wait_step(
+        &steps,
+        "rel-gate2",
+        "waiting for approval",
+        phase(Phase::WaitingForApproval),
+    )
+    .await;
+    annotate_as(
+        &alice,
+        &ns.name,
+        "rel-gate2",
+        json!({ ANNOTATION_APPROVAL: "approved" }),
+    )
+    .await
+    .expect("alice approves");
+    let done = common::wait_for(
+        &admin,
+        "rel",
+        SETTLE,
+        "the release to succeed",
+        |d: &stepwise::api::Deployment| {
+            d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
+        },
+    )
+    .await;
+    assert!(
+        done.annotations()
+            .keys()
+            .all(|k| !k.starts_with("stepwise.dev/")),
+        "the Deployment keeps no decision annotations: {:?}",
+        done.annotations()
+    );
+    let g2 = steps.get("rel-gate2").await.expect("gate2");
+    assert_eq!(
+        g2.status
+            .and_then(|s| s.approval)
+            .and_then(|a| a.by)
+            .as_deref(),
+        Some("alice")
+    );
+    drop(op);
+    ns.cleanup().await;
+}
