@@ -2,8 +2,9 @@
 # `make demo`: the local cluster, the CRDs, the operator, and sample releases
 # whose actions run as real containers on the cluster's real node: one whose
 # action fails once and is retried after 15 s, one that runs out of retries
-# into guided failure and is resolved with `kubectl stepwise retry`, and three
-# that share a concurrency key and run one at a time.
+# into guided failure and is resolved with `kubectl stepwise retry`, one whose
+# approval times out into its default, and three that share a concurrency
+# key and run one at a time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -78,6 +79,16 @@ run kubectl stepwise -n "$NS" approve shop-1-4-3
 run kubectl -n "$NS" wait --for=condition=Ready swd/shop-1-4-3 --timeout=60s
 run kubectl stepwise -n "$NS" status shop-1-4-3
 
+say "search-3-1-0: a production gate with a deadline: nobody decides within 20 s, so it is approved by timeout"
+run kubectl -n "$NS" apply -f examples/deadline.yaml
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=WaitingForApproval swd/search-3-1-0 --timeout=30s >/dev/null ||
+  { echo "search-3-1-0 did not wait for approval within 30 s; see .cluster/logs/operator.log" >&2; exit 1; }
+run kubectl -n "$NS" get swd search-3-1-0
+run kubectl stepwise -n "$NS" status search-3-1-0
+run kubectl -n "$NS" wait --for=condition=Ready swd/search-3-1-0 --timeout=90s
+run kubectl -n "$NS" get sws search-3-1-0-approve-production -o jsonpath='{.status.approval}{"\n"}'
+run kubectl -n "$NS" get events --field-selector reason=DecisionTimedOut -o custom-columns='REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message'
+
 say "cart-2-0-1, -2, -3: three releases of one app at once share a concurrency key: one runs, two wait"
 run kubectl -n "$NS" apply -f examples/queue.yaml
 kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Queued swd/cart-2-0-3 --timeout=30s >/dev/null ||
@@ -85,7 +96,7 @@ kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Queued swd/cart-2-0-3 --t
 run kubectl -n "$NS" get swd cart-2-0-1 cart-2-0-2 cart-2-0-3 -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,MESSAGE:.status.message'
 run kubectl -n "$NS" wait --for=condition=Ready swd/cart-2-0-1 swd/cart-2-0-2 swd/cart-2-0-3 --timeout=120s
 say "they ran one after the other, oldest first"
-run kubectl -n "$NS" get jobs -l stepwise.dev/step --sort-by=.metadata.creationTimestamp -o custom-columns='JOB:.metadata.name,CREATED:.metadata.creationTimestamp,COMPLETED:.status.completionTime'
+run kubectl -n "$NS" get jobs -l 'stepwise.dev/deployment in (cart-2-0-1,cart-2-0-2,cart-2-0-3)' --sort-by=.metadata.creationTimestamp -o custom-columns='JOB:.metadata.name,CREATED:.metadata.creationTimestamp,COMPLETED:.status.completionTime'
 
 say "summary"
 run kubectl -n "$NS" get swd,sws
