@@ -137,53 +137,57 @@ pub fn render_at(deployment: &Deployment, steps: &[Step], now: Option<Timestamp>
         {
             let _ = writeln!(out, "{indent}│ {m}");
         }
-        let actions = &st.actions;
-        for (j, a) in actions.iter().enumerate() {
-            let last_action = j + 1 == actions.len();
-            let (abranch, aindent) = if last_action {
-                ("└─", "   ")
-            } else {
-                ("├─", "│  ")
-            };
-            let mut line = format!("{indent}{abranch} {}  {}", a.name, action_phase(a.phase));
-            if let Some(next) = a.next_attempt_at {
-                let _ = write!(line, "  next attempt at {}", clock(next));
-            }
-            let _ = writeln!(out, "{line}");
-            if let Some(n) = a.earlier_attempts {
-                let _ = writeln!(out, "{indent}{aindent}├─ #1-#{n}  Failed (not listed)");
-            }
-            for (k, at) in a.attempts.iter().enumerate() {
-                let tbranch = if k + 1 == a.attempts.len() {
-                    "└─"
-                } else {
-                    "├─"
-                };
-                let outcome = match at.outcome {
-                    Outcome::Running => "Running",
-                    Outcome::Succeeded => "Succeeded",
-                    Outcome::Failed => "Failed",
-                };
-                let times = match (at.started_at, at.finished_at) {
-                    (Some(s), Some(f)) => format!("{} → {}", clock(s), clock(f)),
-                    (Some(s), None) => format!("{} →", clock(s)),
-                    _ => String::new(),
-                };
-                let error = if at.outcome == Outcome::Failed {
-                    format!("  {}", describe(at))
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    out,
-                    "{indent}{aindent}{tbranch} #{}  {outcome:<9}  {times}{error}  job/{}",
-                    at.number, at.job
-                );
-            }
-        }
+        action_lines(&mut out, indent, &st.actions);
         answers(&mut out, indent, &st);
     }
     out
+}
+
+/// Each action with its attempts: times, outcome, error and Job.
+fn action_lines(out: &mut String, indent: &str, actions: &[crate::api::ActionStatus]) {
+    for (j, a) in actions.iter().enumerate() {
+        let last_action = j + 1 == actions.len();
+        let (abranch, aindent) = if last_action {
+            ("└─", "   ")
+        } else {
+            ("├─", "│  ")
+        };
+        let mut line = format!("{indent}{abranch} {}  {}", a.name, action_phase(a.phase));
+        if let Some(next) = a.next_attempt_at {
+            let _ = write!(line, "  next attempt at {}", clock(next));
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(n) = a.earlier_attempts {
+            let _ = writeln!(out, "{indent}{aindent}├─ #1-#{n}  Failed (not listed)");
+        }
+        for (k, at) in a.attempts.iter().enumerate() {
+            let tbranch = if k + 1 == a.attempts.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let outcome = match at.outcome {
+                Outcome::Running => "Running",
+                Outcome::Succeeded => "Succeeded",
+                Outcome::Failed => "Failed",
+            };
+            let times = match (at.started_at, at.finished_at) {
+                (Some(s), Some(f)) => format!("{} → {}", clock(s), clock(f)),
+                (Some(s), None) => format!("{} →", clock(s)),
+                _ => String::new(),
+            };
+            let error = if at.outcome == Outcome::Failed {
+                format!("  {}", describe(at))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{indent}{aindent}{tbranch} #{}  {outcome:<9}  {times}{error}  job/{}",
+                at.number, at.job
+            );
+        }
+    }
 }
 
 /// The decisions and the approval a step recorded, with who took them.

@@ -103,21 +103,31 @@ async fn the_operator_records_who_decided_and_who_approved() {
             .map(String::as_str),
         Some("carol")
     );
-    let g = wait_step(&steps, "rel-gate", "approved", phase(Phase::Succeeded)).await;
+    // The status is written first, then the record on the Step, then the
+    // person's annotations go: wait for all three.
+    let g = wait_step(
+        &steps,
+        "rel-gate",
+        "approved, recorded on the Step, annotations removed",
+        |s: &Step| {
+            phase(Phase::Succeeded)(s)
+                && s.annotations().contains_key(ANNOTATION_RECORDED_APPROVAL)
+                && decided_by(s).is_none()
+                && !s.annotations().contains_key(ANNOTATION_APPROVAL)
+        },
+    )
+    .await;
     let approval = g
         .status
         .as_ref()
         .and_then(|s| s.approval.clone())
         .expect("approval");
     assert_eq!(approval.by.as_deref(), Some("carol"));
+    let recorded = g.annotations().get(ANNOTATION_RECORDED_APPROVAL);
     assert!(
-        g.annotations()
-            .get(ANNOTATION_RECORDED_APPROVAL)
-            .is_some_and(|r| r.contains(r#""by":"carol""#)),
-        "{:?}",
-        g.annotations()
+        recorded.is_some_and(|r| r.contains(r#""by":"carol""#)),
+        "{recorded:?}"
     );
-    assert!(decided_by(&g).is_none());
 
     // A decision on the Deployment: bob, handed on to the Step.
     wait_step(
