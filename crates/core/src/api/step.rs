@@ -19,7 +19,7 @@ use super::{ApprovalTimeout, GuidedFailureTimeout, RetryPolicy, StepStatus};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Action", type_ = "string", json_path = ".status.currentAction"),
     printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
-    printcolumn(name = "Next Retry", type_ = "date", json_path = ".status.nextAttemptAt"),
+    printcolumn(name = "Next Retry", type_ = "string", json_path = ".status.nextAttemptAt"),
     // A string, not a date: kubectl prints a future date as `<invalid>`.
     printcolumn(name = "Deadline", type_ = "string", json_path = ".status.decisionDeadline"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
