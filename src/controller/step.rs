@@ -63,23 +63,12 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         seed: &uid,
         previous: previous.clone(),
         jobs: found.views,
-        decision_annotation: step
-            .annotations()
-            .get(ANNOTATION_DECISION)
-            .map(String::as_str),
-        approval_annotation: step
-            .annotations()
-            .get(ANNOTATION_APPROVAL)
-            .map(String::as_str),
-        decided_by: step
-            .annotations()
-            .get(ANNOTATION_DECIDED_BY)
-            .map(String::as_str),
+        decision_annotation: annotation(step, ANNOTATION_DECISION),
+        approval_annotation: annotation(step, ANNOTATION_APPROVAL),
+        decided_by: annotation(step, ANNOTATION_DECIDED_BY),
         foreign: found.foreign,
         refused: None,
-        recorded_approval: step
-            .annotations()
-            .get(ANNOTATION_RECORDED_APPROVAL)
+        recorded_approval: annotation(step, ANNOTATION_RECORDED_APPROVAL)
             .and_then(|v| serde_json::from_str(v).ok()),
         created_at: step.creation_timestamp().map(|t| t.0),
     };
@@ -122,6 +111,10 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         }
     }
     apply(step, ctx, &previous, &mut planned, created_at).await
+}
+
+fn annotation<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
+    step.annotations().get(key).map(String::as_str)
 }
 
 /// A Job recorded as running but missing from the cache may be newer than

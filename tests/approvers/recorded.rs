@@ -2,6 +2,23 @@
 //! stamped user becomes the decision's and approval's `by`.
 
 use super::*;
+use common::manifests::{action, release};
+use stepwise::api::{
+    ANNOTATION_RECORDED_APPROVAL, ANNOTATION_RECORDED_DECISION, Deployment, Phase,
+};
+
+fn phase(p: Phase) -> impl Fn(&Step) -> bool {
+    move |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(p)
+}
+
+/// Sets annotation `k=v` on Deployment `rel` as `who`.
+async fn on_deployment(ns: &TestNamespace, who: &Client, k: &str, v: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(who.clone(), &ns.name);
+    let patch = json!({ "metadata": { "annotations": { k: v } } });
+    api.patch("rel", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("annotate the Deployment")
+}
 
 /// Waits until Step `name`'s status satisfies `check`.
 async fn wait_step(
@@ -18,8 +35,6 @@ async fn wait_step(
 /// it on the Job and Step records and removes `decided-by` with the annotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_records_who_decided_and_who_approved() {
-    use common::manifests::{action, release};
-    use stepwise::api::{ANNOTATION_RECORDED_APPROVAL, ANNOTATION_RECORDED_DECISION, Phase};
     let ns = setup("by").await;
     let op = common::operator::Operator::start(&common::operator::launch(), &ns.name).await;
     let fail_once = || action("a", &[("fail-attempts", "1")]);
@@ -32,45 +47,43 @@ async fn the_operator_records_who_decided_and_who_approved() {
             { "name": "gate2", "type": "ManualIntervention" },
         ]}),
     );
-    let admin: Api<stepwise::api::Deployment> = ns.api();
+    let admin: Api<Deployment> = ns.api();
     admin
         .create(&PostParams::default(), &d)
         .await
         .expect("create");
     let steps: Api<Step> = ns.api();
-    let phase = |p: Phase| move |s: &Step| s.status.as_ref().and_then(|st| st.phase) == Some(p);
     let (alice, bob, carol) = (
         client_as("alice", &[]).await,
         client_as("bob", &[]).await,
         client_as("carol", &[]).await,
     );
-    let on_deployment = |who: &Client, k: &str, v: &str| {
-        let api: Api<stepwise::api::Deployment> = Api::namespaced(who.clone(), &ns.name);
-        let patch = json!({ "metadata": { "annotations": { k: v } } });
-        async move {
-            api.patch("rel", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("annotate the Deployment")
-        }
-    };
+    alice_decides_on_the_step(&ns, &steps, &alice).await;
+    carol_approves_on_the_deployment(&ns, &steps, &carol).await;
+    bob_decides_on_the_deployment(&ns, &steps, &bob).await;
+    alice_approves_the_last_gate(&ns, &admin, &steps, &alice).await;
+    drop(op);
+    ns.cleanup().await;
+}
 
-    // A decision on the Step: alice.
+/// A decision on the Step: alice, recorded on its status and its Job.
+async fn alice_decides_on_the_step(ns: &TestNamespace, steps: &Api<Step>, alice: &Client) {
     wait_step(
-        &steps,
+        steps,
         "rel-s",
         "waiting for a decision",
         phase(Phase::WaitingForDecision),
     )
     .await;
     annotate_as(
-        &alice,
+        alice,
         &ns.name,
         "rel-s",
         json!({ ANNOTATION_DECISION: "retry" }),
     )
     .await
     .expect("alice decides");
-    let s = wait_step(&steps, "rel-s", "succeeded", phase(Phase::Succeeded)).await;
+    let s = wait_step(steps, "rel-s", "succeeded", phase(Phase::Succeeded)).await;
     let st = s.status.clone().expect("status");
     assert_eq!(st.decisions.len(), 1, "{st:?}");
     assert_eq!(st.decisions[0].by.as_deref(), Some("alice"));
@@ -87,16 +100,18 @@ async fn the_operator_records_who_decided_and_who_approved() {
             .is_some_and(|r| r.contains(r#""by":"alice""#)),
         "{recorded:?}"
     );
+}
 
-    // An approval on the Deployment: carol, handed on to the Step.
+/// An approval on the Deployment: carol, handed on to the Step.
+async fn carol_approves_on_the_deployment(ns: &TestNamespace, steps: &Api<Step>, carol: &Client) {
     wait_step(
-        &steps,
+        steps,
         "rel-gate",
         "waiting for approval",
         phase(Phase::WaitingForApproval),
     )
     .await;
-    let d = on_deployment(&carol, ANNOTATION_APPROVAL, "approved").await;
+    let d = on_deployment(ns, carol, ANNOTATION_APPROVAL, "approved").await;
     assert_eq!(
         d.annotations()
             .get(ANNOTATION_DECIDED_BY)
@@ -106,7 +121,7 @@ async fn the_operator_records_who_decided_and_who_approved() {
     // The status is written first, then the record on the Step, then the
     // person's annotations go: wait for all three.
     let g = wait_step(
-        &steps,
+        steps,
         "rel-gate",
         "approved, recorded on the Step, annotations removed",
         |s: &Step| {
@@ -128,30 +143,39 @@ async fn the_operator_records_who_decided_and_who_approved() {
         recorded.is_some_and(|r| r.contains(r#""by":"carol""#)),
         "{recorded:?}"
     );
+}
 
-    // A decision on the Deployment: bob, handed on to the Step.
+/// A decision on the Deployment: bob, handed on to the Step.
+async fn bob_decides_on_the_deployment(ns: &TestNamespace, steps: &Api<Step>, bob: &Client) {
     wait_step(
-        &steps,
+        steps,
         "rel-t",
         "waiting for a decision",
         phase(Phase::WaitingForDecision),
     )
     .await;
-    on_deployment(&bob, ANNOTATION_DECISION, "ignore").await;
-    let t = wait_step(&steps, "rel-t", "ignored", phase(Phase::Succeeded)).await;
+    on_deployment(ns, bob, ANNOTATION_DECISION, "ignore").await;
+    let t = wait_step(steps, "rel-t", "ignored", phase(Phase::Succeeded)).await;
     let st = t.status.expect("status");
     assert_eq!(st.decisions[0].by.as_deref(), Some("bob"), "{st:?}");
+}
 
-    // The last approval on the Step itself: alice.
+/// The last approval on the Step itself: alice; the Deployment keeps no decision annotations.
+async fn alice_approves_the_last_gate(
+    ns: &TestNamespace,
+    admin: &Api<Deployment>,
+    steps: &Api<Step>,
+    alice: &Client,
+) {
     wait_step(
-        &steps,
+        steps,
         "rel-gate2",
         "waiting for approval",
         phase(Phase::WaitingForApproval),
     )
     .await;
     annotate_as(
-        &alice,
+        alice,
         &ns.name,
         "rel-gate2",
         json!({ ANNOTATION_APPROVAL: "approved" }),
@@ -159,13 +183,11 @@ async fn the_operator_records_who_decided_and_who_approved() {
     .await
     .expect("alice approves");
     let done = common::wait_for(
-        &admin,
+        admin,
         "rel",
         SETTLE,
         "the release to succeed",
-        |d: &stepwise::api::Deployment| {
-            d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded)
-        },
+        |d: &Deployment| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded),
     )
     .await;
     assert!(
@@ -183,6 +205,4 @@ async fn the_operator_records_who_decided_and_who_approved() {
             .as_deref(),
         Some("alice")
     );
-    drop(op);
-    ns.cleanup().await;
 }
