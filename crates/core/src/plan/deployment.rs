@@ -431,6 +431,7 @@ fn finish(
     }
 }
 
+pub mod cancel;
 mod clash;
 
 #[cfg(test)]

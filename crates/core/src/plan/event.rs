@@ -32,6 +32,10 @@ pub enum EventReason {
     Queued,
     /// A newer release of its concurrency key (policy Supersede) replaced it.
     Superseded,
+    /// A person cancelled the release (`stepwise.dev/cancel`).
+    Cancelled,
+    /// A cancel arrived for a release that has nothing running: removed.
+    CancelIgnored,
     /// A reason still passed as a string by code not converted yet
     /// (`plan/step/start.rs`, which another change is moving); kept as given.
     Other(&'static str),
@@ -39,7 +43,7 @@ pub enum EventReason {
 
 impl EventReason {
     /// Every listed reason (not [`EventReason::Other`]).
-    pub const ALL: [EventReason; 23] = [
+    pub const ALL: [EventReason; 25] = [
         Self::AttemptStarted,
         Self::AttemptFailed,
         Self::AttemptCannotStart,
@@ -63,6 +67,8 @@ impl EventReason {
         Self::DeploymentFailed,
         Self::Queued,
         Self::Superseded,
+        Self::Cancelled,
+        Self::CancelIgnored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,8 @@ impl EventReason {
             Self::DeploymentFailed => "DeploymentFailed",
             Self::Queued => "Queued",
             Self::Superseded => "Superseded",
+            Self::Cancelled => "Cancelled",
+            Self::CancelIgnored => "CancelIgnored",
             Self::Other(name) => name,
         }
     }

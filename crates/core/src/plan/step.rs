@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 mod bounds;
+mod cancel;
 mod gates;
 mod merge;
 mod messages;
@@ -50,6 +51,7 @@ mod start;
 mod walk;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
+pub use cancel::REASON_CANCELLED;
 pub use records::{JobDecision, RecordDecision};
 pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
 
@@ -113,6 +115,8 @@ pub struct StepObservation<'a> {
     pub jobs: BTreeMap<AttemptKey, JobView>,
     pub decision_annotation: Option<&'a str>,
     pub approval_annotation: Option<&'a str>,
+    /// `stepwise.dev/cancel` on the Step, handed over by its Deployment.
+    pub cancel_annotation: Option<&'a str>,
     /// Jobs that have the name an attempt needs but whose controller is not
     /// this Step (by uid): never an attempt of it, only a reason to wait.
     pub foreign: BTreeMap<AttemptKey, ForeignJob>,
@@ -174,6 +178,9 @@ pub struct StepPlan {
     /// Jobs of attempts the start timeout failed, to annotate with their
     /// outcome and suspend (before the status write).
     pub stop_jobs: Vec<StopJob>,
+    /// Jobs of a cancelled step to delete (foreground, so their pods go
+    /// first), before the status write.
+    pub delete_jobs: Vec<String>,
 }
 
 /// A stuck Job to stop, and the outcome to keep on it.
@@ -205,6 +212,12 @@ pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepP
             .or_else(|| obs.recorded_approval.clone()),
     };
     let mut actions = p.merge_attempts();
+    if cancel::applies(obs.cancel_annotation, &obs.previous) {
+        let (verdict, delete) = p.cancel(&mut actions);
+        let mut planned = p.finish(actions, verdict);
+        planned.delete_jobs = delete;
+        return planned;
+    }
     let verdict = match spec.type_ {
         StepType::Run => {
             let v = p.walk(&mut actions);
@@ -327,6 +340,7 @@ impl Planner<'_, '_> {
             record_decisions,
             record_approval,
             stop_jobs,
+            delete_jobs: Vec::new(),
         }
     }
 }

@@ -65,6 +65,7 @@ struct World {
     foreign: BTreeMap<AttemptKey, ForeignJob>,
     refused: Option<Refused>,
     recorded_approval: Option<ApprovalRecord>,
+    cancel: Option<String>,
 }
 
 impl World {
@@ -79,6 +80,7 @@ impl World {
             foreign: BTreeMap::new(),
             refused: None,
             recorded_approval: None,
+            cancel: None,
         }
     }
 
@@ -91,6 +93,7 @@ impl World {
             jobs: self.jobs.clone(),
             decision_annotation: self.decision.as_deref(),
             approval_annotation: self.approval.as_deref(),
+            cancel_annotation: self.cancel.as_deref(),
             foreign: self.foreign.clone(),
             refused: self.refused.clone(),
             recorded_approval: self.recorded_approval.clone(),
@@ -1147,4 +1150,5 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
 }
 
+mod cancel;
 mod start_timeout;
