@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
-use stepwise::api::{Deployment, LABEL_DEPLOYMENT, Step};
+use stepwise::api::{ANNOTATION_CANCEL, Deployment, LABEL_DEPLOYMENT, Step};
 use stepwise::plugin::{Ask, finished, render, render_at, target};
 
 #[derive(Parser, Debug)]
@@ -43,6 +43,8 @@ enum Command {
     Approve { deployment: String },
     /// Manual intervention: reject.
     Reject { deployment: String },
+    /// Cancel a running release: its running Job is deleted, it fails (Cancelled).
+    Cancel { deployment: String },
 }
 
 #[tokio::main]
@@ -75,6 +77,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Abort { deployment } => (deployment, Ask::Abort),
         Command::Approve { deployment } => (deployment, Ask::Approve),
         Command::Reject { deployment } => (deployment, Ask::Reject),
+        Command::Cancel { deployment } => return cancel(&deployments, &deployment).await,
     };
     let (d, all) = fetch(&deployments, &steps, &name).await?;
     let step = target(&d, &all, ask)?;
@@ -86,6 +89,30 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot annotate step {step_name}: {e}"))?;
     println!("step {step_name} of deployment {name}: {key}={value}");
+    Ok(())
+}
+
+/// Sets `stepwise.dev/cancel` on the Deployment; the operator hands it to
+/// the running Step. A finished release is refused here already.
+async fn cancel(deployments: &Api<Deployment>, name: &str) -> Result<(), String> {
+    let d = deployments
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read deployment {name}: {e}"))?
+        .ok_or_else(|| format!("deployment {name} not found"))?;
+    if finished(&d) {
+        let phase = d.status.and_then(|s| s.phase).unwrap_or_default();
+        return Err(format!(
+            "deployment {name} has already finished (phase {}): nothing to cancel",
+            phase.as_str()
+        ));
+    }
+    let patch = json!({ "metadata": { "annotations": { ANNOTATION_CANCEL: "true" } } });
+    deployments
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("cannot annotate deployment {name}: {e}"))?;
+    println!("deployment {name}: {ANNOTATION_CANCEL}=true");
     Ok(())
 }
 

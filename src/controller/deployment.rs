@@ -12,13 +12,14 @@ use tracing::{Instrument, info_span};
 
 use super::{Context, annotations, now, observe, publish, retry_later, writes};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, Deployment, DeploymentStatus,
-    FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step,
+    ANNOTATION_APPROVAL, ANNOTATION_CANCEL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, Deployment,
+    DeploymentStatus, FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step,
 };
+use crate::plan::deployment::cancel;
 use crate::plan::deployment::{
     DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
 };
-use crate::plan::handoff::{Handoff, handoffs, removals};
+use crate::plan::handoff::{Handoff, cancel_handoff, handoffs, removals};
 use crate::plan::rejected;
 use crate::{Error, KubeContext, Result};
 
@@ -70,6 +71,15 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
     let plan_with =
         |slots: &[StepSlot]| plan(&d.spec, &name, d.metadata.generation, &previous, slots, now);
     let mut planned = plan_with(&slots);
+    if cancel_asked(d, ctx, &ns, &name) && !previous.phase.is_some_and(Phase::is_terminal) {
+        planned = cancel::before_start(
+            planned,
+            d.spec.guided_failure,
+            &previous,
+            d.metadata.generation,
+            now,
+        );
+    }
     tracing::debug!(phase = ?planned.status.phase, create_step = ?planned.create_step, "planned");
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
 
@@ -97,7 +107,7 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
     }
     ctx.metrics.deployment_phase(key, planned.status.phase);
     publish::<_, Step>(ctx, d, &planned.events);
-    hand_off(d, ctx, &api, &planned.status).await?;
+    hand_off(d, ctx, &api, &previous, &planned.status).await?;
     // Step changes wake the Deployment; the requeue is only a safety net
     // (a Step deleted by hand, say), long enough not to load a large fleet.
     Ok(match planned.status.phase {
@@ -114,16 +124,18 @@ async fn hand_off(
     d: &Deployment,
     ctx: &Context,
     api: &Api<Deployment>,
+    previous: &DeploymentStatus,
     status: &DeploymentStatus,
 ) -> Result<()> {
     let read = |key: &str| d.annotations().get(key).map(String::as_str);
     let by = read(ANNOTATION_DECIDED_BY);
-    let planned = handoffs(
+    let mut planned = handoffs(
         status,
         read(ANNOTATION_DECISION),
         read(ANNOTATION_APPROVAL),
         by,
     );
+    planned.extend(cancel_handoff(previous, status, read(ANNOTATION_CANCEL)));
     let steps: Api<Step> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
     for h in &planned {
         match h {
@@ -134,19 +146,33 @@ async fn hand_off(
                 step,
                 by,
             } => {
-                let values = [
-                    (*key, Some(value.as_str())),
-                    (ANNOTATION_DECIDED_BY, by.as_deref()),
-                ];
+                let mut values = vec![(*key, Some(value.as_str()))];
+                // A cancel is no decision: it leaves the Step's decided-by alone.
+                if *key != ANNOTATION_CANCEL {
+                    values.push((ANNOTATION_DECIDED_BY, by.as_deref()));
+                }
                 annotations::set_all(&steps, step, &values).await?;
             }
             Handoff::Ignore { event, .. } => {
                 publish::<_, Step>(ctx, d, std::slice::from_ref(event));
             }
+            Handoff::Drop { .. } => {}
         }
     }
     annotations::remove_all_if_unchanged(api, d, &removals(&planned, by)).await?;
     Ok(())
+}
+
+/// A cancel is asked for: on the Deployment, or already handed to one of
+/// its Steps (which keeps it), so no further Step is ever created.
+fn cancel_asked(d: &Deployment, ctx: &Context, ns: &str, name: &str) -> bool {
+    d.annotations().contains_key(ANNOTATION_CANCEL)
+        || d.spec.steps.iter().any(|s| {
+            let wanted = step_name(name, &s.name);
+            ctx.steps
+                .get(&kube::runtime::reflector::ObjectRef::new(&wanted).within(ns))
+                .is_some_and(|step| step.annotations().contains_key(ANNOTATION_CANCEL))
+        })
 }
 
 /// What stands under a step's Step name: ours only when its controller

@@ -15,8 +15,8 @@ mod stuck;
 use super::writes::{refused_for_good, reject, rejected_message};
 use super::{Context, now, observe, publish, requeue_at, retry_later};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, ANNOTATION_RECORDED_APPROVAL,
-    ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
+    ANNOTATION_APPROVAL, ANNOTATION_CANCEL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION,
+    ANNOTATION_RECORDED_APPROVAL, ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
 use crate::plan::{EventReason, rejected};
@@ -66,6 +66,7 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         decision_annotation: annotation(step, ANNOTATION_DECISION),
         approval_annotation: annotation(step, ANNOTATION_APPROVAL),
         decided_by: annotation(step, ANNOTATION_DECIDED_BY),
+        cancel_annotation: annotation(step, ANNOTATION_CANCEL),
         foreign: found.foreign,
         refused: None,
         recorded_approval: annotation(step, ANNOTATION_RECORDED_APPROVAL)
@@ -228,6 +229,11 @@ async fn apply(
         &planned.stop_jobs,
     )
     .await?;
+    // A cancelled step's Jobs go before its status says Failed: foreground,
+    // so each Job stays until its pod is gone.
+    for job in &planned.delete_jobs {
+        delete_foreground(&Api::namespaced(ctx.client.clone(), &ns), job).await?;
+    }
     if planned.status != *previous {
         ctx.step_status
             .write(&api, &ns, &name, &planned.status)
@@ -366,5 +372,15 @@ fn count(
             m.retry_delay_error
                 .observe(created_at.duration_since(due).as_secs_f64());
         }
+    }
+}
+
+/// Deletes a Job and, before it, its pods; a Job already gone is fine.
+async fn delete_foreground(jobs: &Api<Job>, name: &str) -> Result<()> {
+    let params = kube::api::DeleteParams::foreground();
+    match jobs.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e).context(|| format!("deleting Job {name}")),
     }
 }

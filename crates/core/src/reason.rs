@@ -28,6 +28,7 @@ use std::fmt;
 /// | `Unschedulable` | no node can take the pod |
 /// | `FailedCreate` | the Job controller cannot create the pod (admission, quota) |
 /// | `StartTimeout` | the start timeout passed and no cause is known |
+/// | `Cancelled` | a person cancelled the release (`stepwise.dev/cancel`); never retried, and not accepted by `retryOn.reasons` |
 ///
 /// The last six are start failures: recorded only when the start timeout
 /// fails an attempt whose pod cannot start, with the cause the kubelet (or
@@ -51,6 +52,9 @@ pub enum FailureReason {
     Unschedulable,
     FailedCreate,
     StartTimeout,
+    /// Not in [`FailureReason::ALL`]: `retryOn.reasons` cannot list it, and
+    /// a cancelled attempt is never retried.
+    Cancelled,
 }
 
 /// Other names accepted for a reason: (alias, reason).
@@ -98,6 +102,7 @@ impl FailureReason {
             FailureReason::Unschedulable => "Unschedulable",
             FailureReason::FailedCreate => "FailedCreate",
             FailureReason::StartTimeout => "StartTimeout",
+            FailureReason::Cancelled => "Cancelled",
         }
     }
 
@@ -105,6 +110,7 @@ impl FailureReason {
     pub fn parse(name: &str) -> Option<FailureReason> {
         Self::ALL
             .into_iter()
+            .chain([FailureReason::Cancelled])
             .find(|r| r.as_str() == name)
             .or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|(_, r)| *r))
     }
@@ -190,6 +196,16 @@ mod tests {
         }
         assert!(!StartTimeout.matched_by(ImagePullBackOff));
         assert!(!Error.matched_by(OOMKilled));
+    }
+
+    #[test]
+    fn cancelled_parses_but_retry_on_cannot_list_it() {
+        assert_eq!(
+            FailureReason::parse("Cancelled"),
+            Some(FailureReason::Cancelled)
+        );
+        assert!(!FailureReason::accepted_names().contains(&"Cancelled"));
+        assert!(!FailureReason::cel_rule().contains("Cancelled"));
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub fn automatic_attempts(policy: Option<&RetryPolicy>, failed: &AttemptStatus) 
 /// matches none of it. Reasons match as `FailureReason::matched_by` says
 /// (an alias is its reason; `StartTimeout` matches every start failure).
 pub fn is_retryable(policy: &RetryPolicy, failed: &AttemptStatus) -> bool {
+    // A cancelled attempt is never retried, whatever the policy says.
+    if failed.reason.as_deref() == Some(FailureReason::Cancelled.as_str()) {
+        return false;
+    }
     let Some(on) = &policy.retry_on else {
         return true;
     };
@@ -231,6 +235,10 @@ mod tests {
         assert!(is_retryable(&p, &failed(Some(75), "Error")));
         assert!(is_retryable(&p, &failed(None, "DeadlineExceeded")));
         assert!(!is_retryable(&p, &failed(Some(1), "Error")));
+        assert!(!is_retryable(
+            &RetryPolicy::default(),
+            &failed(None, "Cancelled")
+        ));
         assert_eq!(automatic_attempts(Some(&p), &failed(Some(1), "Error")), 1);
     }
 

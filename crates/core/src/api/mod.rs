@@ -36,6 +36,10 @@ pub const LABEL_SHARD: &str = "stepwise.dev/shard";
 pub const ANNOTATION_DECISION: &str = "stepwise.dev/guided-failure-decision";
 /// Set on a ManualIntervention Step: `approved` or `rejected`.
 pub const ANNOTATION_APPROVAL: &str = "stepwise.dev/approval";
+/// Set on a Deployment (by a person, or `kubectl stepwise cancel`) to cancel
+/// a running release: `"true"`. The operator hands it to the running Step,
+/// where it stays as the durable record of the cancel.
+pub const ANNOTATION_CANCEL: &str = "stepwise.dev/cancel";
 /// Stamped by the API server (the `stepwise-decided-by` MutatingAdmissionPolicy)
 /// with the user who set a decision or approval annotation; the operator
 /// records it as the decision's `by`.

@@ -453,6 +453,7 @@ fn finish(
     }
 }
 
+pub mod cancel;
 mod clash;
 
 #[cfg(test)]

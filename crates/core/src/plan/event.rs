@@ -33,11 +33,15 @@ pub enum EventReason {
     Queued,
     /// A newer release of its concurrency key (policy Supersede) replaced it.
     Superseded,
+    /// A person cancelled the release (`stepwise.dev/cancel`).
+    Cancelled,
+    /// A cancel arrived for a release that has nothing running: removed.
+    CancelIgnored,
 }
 
 impl EventReason {
     /// Every reason.
-    pub const ALL: [EventReason; 23] = [
+    pub const ALL: [EventReason; 25] = [
         Self::AttemptFailed,
         Self::AttemptCannotStart,
         Self::RetryScheduled,
@@ -61,6 +65,8 @@ impl EventReason {
         Self::DeploymentFailed,
         Self::Queued,
         Self::Superseded,
+        Self::Cancelled,
+        Self::CancelIgnored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +94,8 @@ impl EventReason {
             Self::DeploymentFailed => "DeploymentFailed",
             Self::Queued => "Queued",
             Self::Superseded => "Superseded",
+            Self::Cancelled => "Cancelled",
+            Self::CancelIgnored => "CancelIgnored",
         }
     }
 }

@@ -7,7 +7,8 @@
 
 use super::{EventReason, PlannedEvent};
 use crate::api::{
-    ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, DeploymentStatus, Phase,
+    ANNOTATION_APPROVAL, ANNOTATION_CANCEL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION,
+    DeploymentStatus, Phase,
 };
 
 /// What to do with one annotation on a Deployment.
@@ -21,6 +22,8 @@ pub enum Handoff {
         step: String,
         by: Option<String>,
     },
+    /// Remove it from the Deployment: it has done its part.
+    Drop { key: &'static str },
     /// Remove it from the Deployment and publish the event.
     Ignore {
         key: &'static str,
@@ -31,7 +34,7 @@ pub enum Handoff {
 impl Handoff {
     pub fn key(&self) -> &'static str {
         match self {
-            Handoff::Pass { key, .. } | Handoff::Ignore { key, .. } => key,
+            Handoff::Pass { key, .. } | Handoff::Ignore { key, .. } | Handoff::Drop { key } => key,
         }
     }
 }
@@ -93,6 +96,42 @@ pub fn removals(planned: &[Handoff], decided_by: Option<&str>) -> Vec<&'static s
         keys.push(ANNOTATION_DECIDED_BY);
     }
     keys
+}
+
+/// Where a cancel goes: to the release's current Step while it runs (the
+/// Step keeps it, the durable record of the cancel); removed with a Warning
+/// `CancelIgnored` when the release had already finished (`previous` is the
+/// status before this reconcile, `status` the one planned now). While no
+/// Step runs yet it stays on the Deployment, which fails without starting one.
+pub fn cancel_handoff(
+    previous: &DeploymentStatus,
+    status: &DeploymentStatus,
+    cancel: Option<&str>,
+) -> Option<Handoff> {
+    let value = cancel?;
+    if previous.phase.is_some_and(Phase::is_terminal) {
+        return Some(Handoff::Ignore {
+            key: ANNOTATION_CANCEL,
+            event: PlannedEvent::warning(
+                EventReason::CancelIgnored,
+                format!("{ANNOTATION_CANCEL}={value:?} ignored: the release has already finished"),
+            ),
+        });
+    }
+    if status.phase.is_some_and(Phase::is_terminal) {
+        return Some(Handoff::Drop {
+            key: ANNOTATION_CANCEL,
+        });
+    }
+    let current = status.current_step.as_deref()?;
+    let summary = status.steps.iter().find(|s| s.name == current)?;
+    let step = summary.step_ref.clone()?;
+    Some(Handoff::Pass {
+        key: ANNOTATION_CANCEL,
+        value: value.to_string(),
+        step,
+        by: None,
+    })
 }
 
 /// The Step object of the release's current step, if it waits in `phase`.
@@ -203,5 +242,39 @@ mod tests {
         assert_eq!(removals(&h, None), vec![ANNOTATION_DECISION]);
         // decided-by alone is nobody's decision: left alone.
         assert!(removals(&[], by).is_empty());
+    }
+
+    #[test]
+    fn a_cancel_goes_to_the_running_step_or_is_ignored_once_finished() {
+        for phase in [Phase::Running, Phase::Retrying, Phase::WaitingForDecision] {
+            let h = cancel_handoff(&status(phase), &status(phase), Some("true"));
+            assert!(
+                matches!(&h, Some(Handoff::Pass { key, step, .. }) if *key == ANNOTATION_CANCEL && step == "rel-s"),
+                "{phase:?}: {h:?}"
+            );
+        }
+        for phase in [Phase::Succeeded, Phase::Failed] {
+            let h = cancel_handoff(&status(phase), &status(phase), Some("true"));
+            assert!(
+                matches!(&h, Some(Handoff::Ignore { event, .. }) if event.warning && event.reason == EventReason::CancelIgnored),
+                "{phase:?}: {h:?}"
+            );
+        }
+        // Failed by this very cancel: removed quietly.
+        let h = cancel_handoff(
+            &status(Phase::Running),
+            &status(Phase::Failed),
+            Some("true"),
+        );
+        assert_eq!(
+            h,
+            Some(Handoff::Drop {
+                key: ANNOTATION_CANCEL
+            })
+        );
+        assert_eq!(
+            cancel_handoff(&status(Phase::Running), &status(Phase::Running), None),
+            None
+        );
     }
 }

@@ -47,6 +47,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 mod bounds;
+mod cancel;
 mod deadline;
 mod gates;
 mod merge;
@@ -56,6 +57,7 @@ mod start;
 mod walk;
 
 pub use bounds::{ATTEMPTS_KEPT, DECISIONS_KEPT, MESSAGE_CAP, capped};
+pub use cancel::REASON_CANCELLED;
 pub use deadline::deadline;
 pub use records::{JobDecision, RecordDecision};
 pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
@@ -124,6 +126,8 @@ pub struct StepObservation<'a> {
     /// `stepwise.dev/decided-by`: who set the decision or approval annotation
     /// (stamped by the API server's admission policy; absent without it).
     pub decided_by: Option<&'a str>,
+    /// `stepwise.dev/cancel` on the Step, handed over by its Deployment.
+    pub cancel_annotation: Option<&'a str>,
     /// Jobs that have the name an attempt needs but whose controller is not
     /// this Step (by uid): never an attempt of it, only a reason to wait.
     pub foreign: BTreeMap<AttemptKey, ForeignJob>,
@@ -188,6 +192,9 @@ pub struct StepPlan {
     /// Jobs of attempts the start timeout failed, to annotate with their
     /// outcome and suspend (before the status write).
     pub stop_jobs: Vec<StopJob>,
+    /// Jobs of a cancelled step to delete (foreground, so their pods go
+    /// first), before the status write.
+    pub delete_jobs: Vec<String>,
 }
 
 /// A stuck Job to stop, and the outcome to keep on it.
@@ -219,6 +226,12 @@ pub fn plan(spec: &StepSpec, obs: &StepObservation<'_>, now: Timestamp) -> StepP
             .or_else(|| obs.recorded_approval.clone()),
     };
     let mut actions = p.merge_attempts();
+    if cancel::applies(obs.cancel_annotation, &obs.previous) {
+        let (verdict, delete) = p.cancel(&mut actions);
+        let mut planned = p.finish(actions, verdict);
+        planned.delete_jobs = delete;
+        return planned;
+    }
     let verdict = match spec.type_ {
         StepType::Run => {
             let v = p.walk(&mut actions);
@@ -346,6 +359,7 @@ impl Planner<'_, '_> {
             record_decisions,
             record_approval,
             stop_jobs,
+            delete_jobs: Vec::new(),
         }
     }
 }

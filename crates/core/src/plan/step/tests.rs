@@ -69,6 +69,7 @@ struct World {
     refused: Option<Refused>,
     recorded_approval: Option<ApprovalRecord>,
     created_at: Option<Timestamp>,
+    cancel: Option<String>,
 }
 
 impl World {
@@ -85,6 +86,7 @@ impl World {
             refused: None,
             recorded_approval: None,
             created_at: None,
+            cancel: None,
         }
     }
 
@@ -98,6 +100,7 @@ impl World {
             decision_annotation: self.decision.as_deref(),
             approval_annotation: self.approval.as_deref(),
             decided_by: self.decided_by.as_deref(),
+            cancel_annotation: self.cancel.as_deref(),
             foreign: self.foreign.clone(),
             refused: self.refused.clone(),
             recorded_approval: self.recorded_approval.clone(),
@@ -1158,6 +1161,7 @@ fn a_container_that_cannot_start_is_in_the_message_and_one_warning() {
     );
 }
 
+mod cancel;
 mod deadlines;
 mod decided_by;
 mod start_timeout;
