@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 export PATH := $(CURDIR)/.tools/bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: build-dev test-build help packages-demo packages-test tools tools-cluster cluster cluster-down build test test-unit demo bench crds lint fmt install chaos gitops test-gitops test-kstatus
+.PHONY: build-dev test-build help packages-demo packages-test tools tools-cluster cluster cluster-down build test test-unit demo bench bench-peers crds lint fmt install chaos gitops test-gitops test-kstatus
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ build-dev: ## build the operator and the kubectl plugin (debug, as the demo and 
 
 bench: packages-demo tools-cluster build ## measure timing, throughput, API writes and footprint into BENCHMARKS.md
 	scripts/with-cluster.sh scripts/bench.sh
+
+bench-peers: packages-demo tools-cluster build ## only the peers phase: Stepwise, Tekton and Argo on the same workloads (BENCH_PEERS_*)
+	scripts/build-peers.sh
+	BENCH_PHASES=peers scripts/with-cluster.sh scripts/bench.sh
 
 install: build ## put stepwise and kubectl-stepwise on PATH (PREFIX=/usr/local)
 	install -m 0755 target/release/stepwise target/release/kubectl-stepwise $(or $(PREFIX),/usr/local)/bin/

@@ -9,6 +9,11 @@
 # Environment: BENCH_RELEASES (throughput releases, default 1000),
 # BENCH_PHASES, BENCH_PHASE_TIMEOUT_S (default 1800), STEPWISE_BIN (default
 # target/release/stepwise, built here when missing or stale).
+# The peers phase (`--peers`, BENCH_PHASES=peers, `make bench-peers`; not in
+# the default phases) needs scripts/build-peers.sh first and takes
+# BENCH_PEERS (drivers, default stepwise,tekton,argo,argo-1s),
+# BENCH_PEERS_TWO_STEP (default 20), BENCH_PEERS_RETRY (default 3) and
+# BENCH_PEERS_RELEASES (default 300); see benches/bench/phases/peers.rs.
 # Profiling runs (results elsewhere, not for BENCHMARKS.md):
 #   BENCH_OUT_DIR=/tmp/prof    where bench/results.json and BENCHMARKS.md go
 #   BENCH_OPERATOR_ENV="LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=/tmp/ht.raw"

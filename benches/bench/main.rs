@@ -17,6 +17,9 @@
 //!   actions to Succeeded, against the raw client running the same 4-Job
 //!   chains; API writes from the API server's own `apiserver_request_total`
 //!   before and after each run; the operator's peak RSS and CPU seconds.
+//! * `peers` (only when asked for: `--peers`, `BENCH_PHASES=peers` or
+//!   `make bench-peers`): the same small workloads through Stepwise, Tekton
+//!   Pipelines and Argo Workflows (see `phases/peers.rs`).
 //!
 //! Every phase runs in namespaces of its own (labelled `stepwise.dev/bench`),
 //! each operator process is scoped to one of them with `--namespace`, and
@@ -64,6 +67,9 @@ async fn run_phases(s: &Settings, client: &Client, mut results: Results) -> Resu
     }
     if s.wants("throughput") {
         results.throughput = Some(phases::phase_throughput(s, client).await);
+    }
+    if s.wants("peers") {
+        results.peers_phase = Some(phases::phase_peers(s, client).await);
     }
     results
 }

@@ -1,5 +1,6 @@
 //! The operator process of a phase: the test kit's [`Operator`], stopped
-//! gracefully, with its RSS sampled every 250 ms while it runs.
+//! gracefully, with its RSS sampled every 250 ms while it runs
+//! ([`ProcSampler`], also used for the peers' processes).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,9 +16,7 @@ use crate::stats::{finite, proc_cpu_seconds, proc_status_kib, round1, round3};
 type Samples = Arc<Mutex<Vec<(f64, u64)>>>;
 
 pub struct BenchOperator {
-    sampler: JoinHandle<()>,
-    samples: Samples,
-    pid: u32,
+    sampler: ProcSampler,
     /// Dropped after the sampler is stopped: SIGTERM, SIGKILL after 10 s.
     operator: Operator,
 }
@@ -40,23 +39,8 @@ impl BenchOperator {
     pub async fn start(s: &Settings, ns: &str) -> BenchOperator {
         let operator = Operator::start(&launch(s), ns).await;
         let pid = operator.pid().expect("the operator runs");
-        let samples: Samples = Arc::default();
-        let into = samples.clone();
-        let t0 = Instant::now();
-        let sampler = tokio::spawn(async move {
-            loop {
-                if let Some(kib) = proc_status_kib(pid, "VmRSS")
-                    && let Ok(mut v) = into.lock()
-                {
-                    v.push((t0.elapsed().as_secs_f64(), kib));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        });
         BenchOperator {
-            sampler,
-            samples,
-            pid,
+            sampler: ProcSampler::start(pid),
             operator,
         }
     }
@@ -70,10 +54,46 @@ impl BenchOperator {
     }
 
     pub fn cpu_seconds(&self) -> f64 {
-        proc_cpu_seconds(self.pid).unwrap_or(f64::NAN)
+        self.sampler.cpu_seconds()
     }
 
     /// Peak RSS, CPU seconds and the RSS curve, read before the process ends.
+    pub fn footprint(&self) -> Footprint {
+        self.sampler.footprint()
+    }
+}
+
+/// Samples a process's RSS every 250 ms from /proc until dropped.
+pub struct ProcSampler {
+    task: JoinHandle<()>,
+    samples: Samples,
+    pid: u32,
+}
+
+impl ProcSampler {
+    pub fn start(pid: u32) -> ProcSampler {
+        let samples: Samples = Arc::default();
+        let into = samples.clone();
+        let t0 = Instant::now();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(kib) = proc_status_kib(pid, "VmRSS")
+                    && let Ok(mut v) = into.lock()
+                {
+                    v.push((t0.elapsed().as_secs_f64(), kib));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        ProcSampler { task, samples, pid }
+    }
+
+    /// utime + stime so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        proc_cpu_seconds(self.pid).unwrap_or(f64::NAN)
+    }
+
+    /// Peak RSS (VmHWM), CPU seconds and the RSS curve, read before the process ends.
     pub fn footprint(&self) -> Footprint {
         let hwm = proc_status_kib(self.pid, "VmHWM").unwrap_or(0);
         let rss = proc_status_kib(self.pid, "VmRSS").unwrap_or(0);
@@ -95,8 +115,8 @@ impl BenchOperator {
     }
 }
 
-impl Drop for BenchOperator {
+impl Drop for ProcSampler {
     fn drop(&mut self) {
-        self.sampler.abort();
+        self.task.abort();
     }
 }

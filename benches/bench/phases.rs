@@ -3,6 +3,7 @@
 //! deletes them (and waits) before the next phase starts.
 
 mod handoff;
+mod peers;
 mod retry;
 mod throughput;
 mod writes;
@@ -14,6 +15,7 @@ use stepwise::api::Deployment;
 use stepwise_testkit::TestNamespace;
 
 pub use handoff::phase_handoff;
+pub use peers::phase_peers;
 pub use retry::phase_retry;
 pub use throughput::phase_throughput;
 

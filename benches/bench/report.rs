@@ -3,6 +3,7 @@
 //! details.
 
 mod details;
+mod peers;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -49,6 +50,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     let mut md = String::new();
     header(&mut md, r);
     goals(&mut md, r);
+    peers::peers(&mut md, r);
     let _ = writeln!(md, "{NOTES_BEGIN}\n{}\n{NOTES_END}\n", notes.trim());
     let _ = writeln!(md, "## Details (generated)\n");
     details::retry(&mut md, r);

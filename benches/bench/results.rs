@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod peers;
+pub use peers::{DriverRun, PeerHeadline, Peers, PeersPhase};
+
 /// n, min, p50, p90, p99, max, mean of a sample (only `n` when it is empty).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
@@ -267,6 +270,14 @@ pub struct Results {
     pub writes_per_attempt: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub cpu_seconds: Option<f64>,
+    /// From the peers phase (Stepwise's run of the same workloads).
+    pub two_step_median_s: Option<f64>,
+    pub throughput_releases_per_s: Option<f64>,
+    pub writes_per_pod_total: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Peers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers_phase: Option<PeersPhase>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,6 +309,7 @@ impl Results {
             retry: phase(&v, "retry"),
             handoff: phase(&v, "handoff"),
             throughput: phase(&v, "throughput"),
+            peers_phase: phase(&v, "peers_phase"),
             ..Results::default()
         }
     }
@@ -312,6 +324,18 @@ impl Results {
         self.writes_per_attempt = t.map(|t| t.api_writes.operator_writes_per_attempt);
         self.peak_rss_mib = t.map(|t| t.footprint.peak_rss_mib);
         self.cpu_seconds = t.and_then(|t| t.operator_cpu_s);
+        let runs = self.peers_phase.as_ref().map(|p| &p.runs);
+        let head = |k: &str| runs.and_then(|r| r.get(k)).map(PeerHeadline::of);
+        let stepwise = head("stepwise");
+        self.two_step_median_s = stepwise.as_ref().and_then(|h| h.two_step_median_s);
+        self.throughput_releases_per_s =
+            stepwise.as_ref().and_then(|h| h.throughput_releases_per_s);
+        self.writes_per_pod_total = stepwise.as_ref().and_then(|h| h.writes_per_pod_total);
+        self.peers = runs.map(|_| Peers {
+            tekton: head("tekton"),
+            argo: head("argo"),
+            argo_requeue_1s: head("argo-1s"),
+        });
     }
 
     /// As JSON with its keys sorted, as `bench/results.json` has always been.

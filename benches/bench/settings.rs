@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// Every phase, in the order they run.
 pub const PHASES: &str = "retry,handoff,throughput";
+/// The peers phase's drivers, in the order they run.
+pub const PEERS: &str = "stepwise,tekton,argo,argo-1s";
 
 pub struct Settings {
     pub root: PathBuf,
@@ -18,6 +20,11 @@ pub struct Settings {
     pub retry_short: usize,
     pub retry_long: usize,
     pub create_concurrency: usize,
+    /// The peers phase: drivers and sizes (see phases/peers.rs).
+    pub peers: Vec<String>,
+    pub peers_two_step: usize,
+    pub peers_retry: usize,
+    pub peers_releases: usize,
     pub phase_timeout: Duration,
     pub log_dir: PathBuf,
     /// Where bench/results.json and BENCHMARKS.md go (profiling runs write elsewhere).
@@ -76,6 +83,10 @@ impl Settings {
             retry_short: env_or("BENCH_RETRY_SHORT", 50),
             retry_long: env_or("BENCH_RETRY_LONG", 10),
             create_concurrency: env_or("BENCH_CREATE_CONCURRENCY", 16),
+            peers: phase_list(&std::env::var("BENCH_PEERS").unwrap_or_else(|_| PEERS.into())),
+            peers_two_step: env_or("BENCH_PEERS_TWO_STEP", 20),
+            peers_retry: env_or("BENCH_PEERS_RETRY", 3),
+            peers_releases: env_or("BENCH_PEERS_RELEASES", 300).max(1),
             phase_timeout: Duration::from_secs(env_or("BENCH_PHASE_TIMEOUT_S", 1800)),
             log_dir: root.join("target/bench-logs"),
             out_dir: std::env::var_os("BENCH_OUT_DIR")
@@ -103,6 +114,7 @@ impl Settings {
             match a.as_str() {
                 "--bench" => {}
                 "--render-only" => self.render_only = true,
+                "--peers" => self.phases = vec!["peers".into()],
                 "--releases" => {
                     if let Some(n) = args.next().and_then(|v| v.parse().ok()) {
                         self.releases = n;
@@ -115,8 +127,9 @@ impl Settings {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "usage: cargo bench --bench bench -- [--releases N] [--phases {PHASES}] [--render-only]\n\
-                         env: BENCH_RELEASES, BENCH_PHASES, BENCH_PHASE_TIMEOUT_S, STEPWISE_BIN, KUBECONFIG"
+                        "usage: cargo bench --bench bench -- [--releases N] [--phases {PHASES},peers] [--peers] [--render-only]\n\
+                         env: BENCH_RELEASES, BENCH_PHASES, BENCH_PHASE_TIMEOUT_S, STEPWISE_BIN, KUBECONFIG,\n\
+                         BENCH_PEERS ({PEERS}), BENCH_PEERS_TWO_STEP, BENCH_PEERS_RETRY, BENCH_PEERS_RELEASES"
                     );
                     std::process::exit(0);
                 }
