@@ -88,7 +88,11 @@ tekton_yaml() { # srcdir out: CRDs (without spec.conversion) and config-* Config
 
 argo_yaml() { # srcdir out: the full CRDs
   local f
-  for f in "$1"/manifests/base/crds/full/*.yaml; do cp "$f" "$2/crd-$(basename "$f")"; done
+  for f in "$1"/manifests/base/crds/full/*.yaml; do
+    # Its kustomization.yaml is no CRD: `kubectl apply` would refuse it.
+    [[ "$(basename "$f")" == kustomization.yaml ]] && continue
+    cp "$f" "$2/crd-$(basename "$f")"
+  done
   chmod u+w "$2"/*.yaml
 }
 

@@ -15,7 +15,7 @@ use crate::settings::Settings;
 use crate::stats::log;
 
 pub enum Controller {
-    Stepwise(BenchOperator),
+    Stepwise(Box<BenchOperator>),
     Peer {
         sampler: ProcSampler,
         child: Child,
@@ -33,7 +33,7 @@ impl Controller {
     /// Installs what the driver needs into `ns` and starts its controller.
     pub async fn start(s: &Settings, d: Driver, ns: &str) -> Controller {
         if d == Driver::Stepwise {
-            return Controller::Stepwise(BenchOperator::start(s, ns).await);
+            return Controller::Stepwise(Box::new(BenchOperator::start(s, ns).await));
         }
         let status = peers_sh(&s.root, &["setup", d.key(), ns], &s.kubeconfig)
             .status()
