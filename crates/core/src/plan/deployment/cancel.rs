@@ -8,8 +8,8 @@ use crate::api::{DeploymentStatus, Phase};
 use crate::plan::{EventReason, PlannedEvent};
 use crate::status::{GuidedFailure, Health, conditions};
 
-/// The reason of a cancelled release's conditions (and its step's).
-pub const REASON_CANCELLED: &str = "Cancelled";
+// A cancelled release's conditions read as its step's.
+use crate::plan::step::REASON_CANCELLED;
 
 /// `planned` as it reads once cancelled: when it was about to create a
 /// Step, it creates none and the release is Failed (Cancelled). A plan that
