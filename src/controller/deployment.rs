@@ -139,19 +139,8 @@ async fn hand_off(
     let steps: Api<Step> = Api::namespaced(ctx.client.clone(), &d.namespace().unwrap_or_default());
     for h in &planned {
         match h {
-            // Who decided goes along (none: a stale name on the Step goes).
-            Handoff::Pass {
-                key,
-                value,
-                step,
-                by,
-            } => {
-                let mut values = vec![(*key, Some(value.as_str()))];
-                // A cancel is no decision: it leaves the Step's decided-by alone.
-                if *key != ANNOTATION_CANCEL {
-                    values.push((ANNOTATION_DECIDED_BY, by.as_deref()));
-                }
-                annotations::set_all(&steps, step, &values).await?;
+            Handoff::Pass { step, .. } => {
+                annotations::set_all(&steps, step, &h.step_annotations()).await?;
             }
             Handoff::Ignore { event, .. } => {
                 publish::<_, Step>(ctx, d, std::slice::from_ref(event));

@@ -37,6 +37,20 @@ impl Handoff {
             Handoff::Pass { key, .. } | Handoff::Ignore { key, .. } | Handoff::Drop { key } => key,
         }
     }
+
+    /// The annotations a `Pass` sets on its Step (`None`: remove). Who
+    /// decided goes along with a decision or approval (none: a stale name
+    /// goes); a cancel is no decision and leaves `decided-by` alone.
+    pub fn step_annotations(&self) -> Vec<(&'static str, Option<&str>)> {
+        let Handoff::Pass { key, value, by, .. } = self else {
+            return Vec::new();
+        };
+        let mut values = vec![(*key, Some(value.as_str()))];
+        if *key != ANNOTATION_CANCEL {
+            values.push((ANNOTATION_DECIDED_BY, by.as_deref()));
+        }
+        values
+    }
 }
 
 /// Where each annotation goes, given the release's status as planned now;
@@ -163,6 +177,41 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_decision_carries_who_decided_and_a_cancel_leaves_it_alone() {
+        let pass = |key, by: Option<&str>| Handoff::Pass {
+            key,
+            value: "v".into(),
+            step: "rel-s".into(),
+            by: by.map(Into::into),
+        };
+        assert_eq!(
+            pass(ANNOTATION_DECISION, Some("alice")).step_annotations(),
+            vec![
+                (ANNOTATION_DECISION, Some("v")),
+                (ANNOTATION_DECIDED_BY, Some("alice"))
+            ]
+        );
+        assert_eq!(
+            pass(ANNOTATION_APPROVAL, None).step_annotations(),
+            vec![
+                (ANNOTATION_APPROVAL, Some("v")),
+                (ANNOTATION_DECIDED_BY, None)
+            ]
+        );
+        assert_eq!(
+            pass(ANNOTATION_CANCEL, None).step_annotations(),
+            vec![(ANNOTATION_CANCEL, Some("v"))]
+        );
+        assert!(
+            Handoff::Drop {
+                key: ANNOTATION_CANCEL
+            }
+            .step_annotations()
+            .is_empty()
+        );
     }
 
     #[test]
