@@ -98,6 +98,13 @@ run kubectl -n "$NS" wait --for=condition=Ready swd/cart-2-0-1 swd/cart-2-0-2 sw
 say "they ran one after the other, oldest first"
 run kubectl -n "$NS" get jobs -l 'stepwise.dev/deployment in (cart-2-0-1,cart-2-0-2,cart-2-0-3)' --sort-by=.metadata.creationTimestamp -o custom-columns='JOB:.metadata.name,CREATED:.metadata.creationTimestamp,COMPLETED:.status.completionTime'
 
+say "billing-5-2-0: its rollout fails, so its failure handlers run: rollback (OnFailure), then notify (Always)"
+run kubectl -n "$NS" apply -f examples/handlers.yaml
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Failed swd/billing-5-2-0 --timeout=120s >/dev/null ||
+  { echo "billing-5-2-0 did not finish within 120 s; see .cluster/logs/operator.log" >&2; exit 1; }
+run kubectl -n "$NS" get swd billing-5-2-0 -o custom-columns='NAME:.metadata.name,PHASE:.status.phase,FAILED-STEP:.status.failure.step,MESSAGE:.status.message'
+run kubectl stepwise -n "$NS" status billing-5-2-0
+
 say "summary"
 run kubectl -n "$NS" get swd,sws
 run kubectl -n "$NS" get jobs -L stepwise.dev/action,stepwise.dev/attempt

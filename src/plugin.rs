@@ -122,9 +122,14 @@ pub fn render_at(deployment: &Deployment, steps: &[Step], now: Option<Timestamp>
             crate::api::StepType::ManualIntervention => "  (manual intervention)",
             crate::api::StepType::Run => "",
         };
+        let when = match spec_step.run_when {
+            crate::api::RunWhen::OnSuccess => "",
+            crate::api::RunWhen::OnFailure => "  (failure handler)",
+            crate::api::RunWhen::Always => "  (always runs)",
+        };
         let _ = writeln!(
             out,
-            "{branch} {}  {}{kind}",
+            "{branch} {}  {}{kind}{when}",
             spec_step.name,
             step_phase.as_str()
         );

@@ -14,7 +14,9 @@ use common::{TestNamespace, wait_for};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use stepwise::api::{ANNOTATION_APPROVAL, Deployment, Phase, Step, condition_types as ct};
+use stepwise::api::{
+    ANNOTATION_APPROVAL, ANNOTATION_CANCEL, Deployment, Phase, Step, condition_types as ct,
+};
 use stepwise::status::is_true;
 
 const LONG: std::time::Duration = std::time::Duration::from_secs(90);
@@ -163,5 +165,38 @@ async fn different_keys_run_in_parallel() {
         approve(&api, name).await;
     }
     wait_phase(&api, "a2", Phase::WaitingForApproval).await;
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_of_a_queued_release_fails_it_before_it_starts() {
+    let (ns, _op) = setup("queue-cancel").await;
+    let key = json!({ "key": "shop" });
+    let api = create_release(&ns, &gated("q1", Some(key.clone()))).await;
+    wait_phase(&api, "q1", Phase::WaitingForApproval).await;
+    create_release(&ns, &gated("q2", Some(key))).await;
+    wait_queued(&api, "q2", "q1", 1).await;
+    let patch = json!({ "metadata": { "annotations": { ANNOTATION_CANCEL: "true" } } });
+    api.patch("q2", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("cancel q2");
+    // Failed at once, not when q1 finishes; the annotation has done its part.
+    let d = wait_for(&api, "q2", LONG, "q2 cancelled", |d: &Deployment| {
+        d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Failed)
+            && !d.annotations().contains_key(ANNOTATION_CANCEL)
+    })
+    .await;
+    let st = d.status.unwrap();
+    let ready = st.conditions.iter().find(|c| c.type_ == ct::READY).unwrap();
+    assert_eq!(ready.reason, "Cancelled", "{st:?}");
+    assert!(st.message.unwrap_or_default().contains("while queued"));
+    let note = wait_warning(&ns, "Cancelled").await;
+    assert!(note.contains("never started"), "{note}");
+    assert_eq!(with_steps(&ns).await, vec!["q1".to_string()]);
+    let q1 = api.get("q1").await.expect("q1");
+    assert_eq!(
+        q1.status.and_then(|s| s.phase),
+        Some(Phase::WaitingForApproval)
+    );
     ns.cleanup().await;
 }

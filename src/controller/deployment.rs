@@ -15,7 +15,6 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_CANCEL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, Deployment,
     DeploymentStatus, FIELD_MANAGER, LABEL_DEPLOYMENT, Phase, Step,
 };
-use crate::plan::deployment::cancel;
 use crate::plan::deployment::{
     DeploymentPlan, ForeignStep, Owner, StepSlot, StepView, plan, step_name, step_spec,
 };
@@ -68,18 +67,19 @@ async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
     if let Some(action) = super::queue::hold(d, ctx, &previous, &slots, now).await? {
         return Ok(action);
     }
-    let plan_with =
-        |slots: &[StepSlot]| plan(&d.spec, &name, d.metadata.generation, &previous, slots, now);
-    let mut planned = plan_with(&slots);
-    if cancel_asked(d, ctx, &ns, &name) && !previous.phase.is_some_and(Phase::is_terminal) {
-        planned = cancel::before_start(
-            planned,
-            d.spec.guided_failure,
-            &previous,
+    let cancel = cancel_asked(d, ctx, &ns, &name);
+    let plan_with = |slots: &[StepSlot]| {
+        plan(
+            &d.spec,
+            &name,
             d.metadata.generation,
+            &previous,
+            slots,
+            cancel,
             now,
-        );
-    }
+        )
+    };
+    let mut planned = plan_with(&slots);
     tracing::debug!(phase = ?planned.status.phase, create_step = ?planned.create_step, "planned");
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
 

@@ -10,11 +10,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use super::{Context, publish};
+use super::{Context, annotations, publish};
 use crate::Result;
-use crate::api::{Deployment, DeploymentStatus, Phase, Step};
+use crate::api::{ANNOTATION_CANCEL, Deployment, DeploymentStatus, Phase, Step};
 use crate::plan::deployment::{StepSlot, step_name};
-use crate::plan::queue::{Release, State, Verdict, decide, held};
+use crate::plan::queue::{Release, State, Verdict, cancelled, decide, held};
 
 /// A queued release looks again this often even without a wake (a safety
 /// net: the wakes below are what moves the queue).
@@ -52,7 +52,15 @@ pub(super) async fn hold(
         .map(|o| release(o, ctx, &ns))
         .collect();
     let verdict = decide(&me, &others);
-    let Some(planned) = held(&d.spec, previous, &verdict, d.metadata.generation, now) else {
+    let cancel = d.annotations().contains_key(ANNOTATION_CANCEL);
+    let planned = match verdict {
+        // A cancel of a queued release: it fails without ever starting.
+        Verdict::Wait { .. } if cancel => {
+            Some(cancelled(&d.spec, previous, d.metadata.generation, now))
+        }
+        _ => held(&d.spec, previous, &verdict, d.metadata.generation, now),
+    };
+    let Some(planned) = planned else {
         return Ok(None);
     };
     tracing::debug!(?verdict, "held by the queue");
@@ -66,10 +74,14 @@ pub(super) async fn hold(
     ctx.metrics
         .deployment_phase(format!("{ns}/{name}"), planned.status.phase);
     publish::<_, Step>(ctx, d, &planned.events);
-    Ok(Some(match verdict {
-        Verdict::Superseded { .. } => Action::await_change(),
-        _ => Action::requeue(RECHECK),
-    }))
+    if planned.status.phase.is_some_and(Phase::is_terminal) {
+        if cancel {
+            let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+            annotations::remove_if_unchanged(&api, d, ANNOTATION_CANCEL).await?;
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    Ok(Some(Action::requeue(RECHECK)))
 }
 
 /// A release as the queue sees it: its freshest status (our own last write

@@ -164,6 +164,22 @@ fn tree_shows_a_queued_release_and_what_it_waits_for() {
 }
 
 #[test]
+fn tree_marks_failure_handlers_and_skipped_steps() {
+    let (mut d, _) = fixtures();
+    d.spec.steps[1].run_when = crate::api::RunWhen::OnFailure;
+    let st = d.status.as_mut().unwrap();
+    st.phase = Some(Phase::Succeeded);
+    st.steps[0].phase = Phase::Succeeded;
+    st.steps[1].phase = Phase::Skipped;
+    let tree = render(&d, &[]);
+    assert!(
+        tree.lines()
+            .any(|l| l == "└─ approve  Skipped  (manual intervention)  (failure handler)"),
+        "{tree}"
+    );
+}
+
+#[test]
 fn decisions_need_a_step_that_waits_for_one() {
     let (d, mut steps) = fixtures();
     let err = target(&d, &steps, Ask::Retry).unwrap_err();

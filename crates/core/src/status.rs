@@ -34,7 +34,8 @@ pub fn conditions(
     now: Timestamp,
 ) -> Vec<Condition> {
     let (ready, reconciling, stalled) = match health.phase {
-        Phase::Succeeded => (true, false, false),
+        // Skipped is only ever a step summary's phase: done, nothing to wait for.
+        Phase::Succeeded | Phase::Skipped => (true, false, false),
         Phase::Failed | Phase::WaitingForDecision => (false, false, true),
         Phase::Pending
         | Phase::Queued

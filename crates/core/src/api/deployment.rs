@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Action, ApprovalTimeout, Approvers, Concurrency, GuidedFailureTimeout, Phase, RetryPolicy,
-    StepType,
+    RunWhen, StepType,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -99,6 +99,11 @@ pub struct DeploymentStep {
     /// applying a default answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout: Option<ApprovalTimeout>,
+    /// When the step runs: `OnSuccess` (default) while every step before it
+    /// succeeded; `OnFailure`, a failure handler, only once the release has
+    /// failed (skipped otherwise); `Always` in both cases.
+    #[serde(default, skip_serializing_if = "RunWhen::is_default")]
+    pub run_when: RunWhen,
 }
 
 /// What the operator reports about a release.
@@ -135,6 +140,21 @@ pub struct DeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub decision_deadline: Option<jiff::Timestamp>,
+    /// What failed the release, from the moment it failed: while its
+    /// failure handlers run and after (the message adds what they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ReleaseFailure>,
+}
+
+/// The first failure of a release, kept as it was whatever its failure
+/// handlers do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+pub struct ReleaseFailure {
+    /// The step that failed, or the one a cancel stopped the release before.
+    pub step: String,
+    /// `StepFailed`, `Cancelled` or `StepNameTaken`.
+    pub reason: String,
+    pub message: String,
 }
 
 /// A step as seen from its Deployment.

@@ -9,14 +9,16 @@ mod step;
 mod timeout;
 
 pub use concurrency::{Concurrency, ConcurrencyPolicy};
-pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, StepSummary};
+pub use deployment::{
+    Deployment, DeploymentSpec, DeploymentStatus, DeploymentStep, ReleaseFailure, StepSummary,
+};
 pub use retry::{RetryOn, RetryPolicy};
 pub use status::{
     ActionPhase, ActionStatus, ApprovalRecord, AttemptStatus, Decision, DecisionRecord,
     EarlierDecisions, Outcome, Phase, StepStatus, condition_types,
 };
 pub use step::{
-    Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, Step, StepSpec, StepType,
+    Action, Approval, Approvers, DEFAULT_START_TIMEOUT_SECONDS, RunWhen, Step, StepSpec, StepType,
 };
 pub use timeout::{ApprovalTimeout, DECIDED_BY_TIMEOUT, GuidedFailureTimeout};
 

@@ -30,6 +30,9 @@ pub enum Phase {
     WaitingForApproval,
     Succeeded,
     Failed,
+    /// A Deployment's step that its `runWhen` did not run (step summaries
+    /// only): a failure handler of a release that succeeded.
+    Skipped,
 }
 
 impl Phase {
@@ -46,6 +49,7 @@ impl Phase {
             Phase::WaitingForApproval => "WaitingForApproval",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
+            Phase::Skipped => "Skipped",
         }
     }
 }

@@ -98,6 +98,37 @@ pub enum StepType {
     ManualIntervention,
 }
 
+/// When a step of a Deployment runs, given how the release has gone so far.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum RunWhen {
+    /// While every step before it succeeded (or was skipped).
+    #[default]
+    OnSuccess,
+    /// Only once the release has failed: a failure handler (cleanup,
+    /// rollback, a notice). Skipped in a release that succeeds.
+    OnFailure,
+    /// Whether the release has failed or not.
+    Always,
+}
+
+impl RunWhen {
+    pub fn is_default(&self) -> bool {
+        *self == RunWhen::OnSuccess
+    }
+
+    /// Whether a step with this condition runs, once the release has
+    /// `failed` or while it has not.
+    pub fn runs(self, failed: bool) -> bool {
+        match self {
+            RunWhen::OnSuccess => !failed,
+            RunWhen::OnFailure => failed,
+            RunWhen::Always => true,
+        }
+    }
+}
+
 /// One action: a container that runs as a Job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

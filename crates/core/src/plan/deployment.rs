@@ -9,11 +9,16 @@
 //! | Retrying               | Retrying                                                      |
 //! | WaitingForApproval     | WaitingForApproval                                            |
 //! | WaitingForDecision     | WaitingForDecision, GuidedFailure=True (later steps wait)     |
-//! | Failed                 | Failed, Stalled=True; later steps never start                 |
+//! | Failed                 | Failed, Stalled=True; later steps never start (but handlers)   |
 //! | missing, recorded Succeeded | stays Succeeded, never created again; Warning `StepDeleted` |
 //! | taken by another Deployment | Failed, Stalled=True (`StepNameTaken`), naming the Step    |
 //! | taken otherwise (an old owner, none) | Running, waiting until it is gone; never adopted  |
 //! | (any) two steps' actions would share Job names | Failed, Stalled=True (`JobNamesClash`), naming both; no Step is created |
+//!
+//! Failure handlers (`runWhen`) change which steps the walk runs: see
+//! [`walk`]. In short, the first failure (or a cancel) is recorded in
+//! `status.failure`, the `OnFailure` and `Always` steps after it run in
+//! order while the release reads as in progress, and it ends Failed.
 //!
 //! A release that the status records as Succeeded or Failed is final: its
 //! phase, message and conditions stay as they are whatever happens to its
@@ -29,8 +34,11 @@ use jiff::Timestamp;
 
 pub use super::Owner;
 use super::{EventReason, PlannedEvent};
-use crate::api::{DeploymentSpec, DeploymentStatus, Phase, StepSpec, StepSummary, StepType};
+use crate::api::{
+    DeploymentSpec, DeploymentStatus, Phase, ReleaseFailure, StepSpec, StepSummary, StepType,
+};
 use crate::status::{GuidedFailure, Health, conditions};
+use walk::{Failure, Walked};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeploymentPlan {
@@ -83,12 +91,14 @@ pub fn step_spec(spec: &DeploymentSpec, index: usize) -> Option<StepSpec> {
 }
 
 /// `steps[i]` is what was found under the Step name of `spec.steps[i]`.
+/// `cancel`: `stepwise.dev/cancel` is on the Deployment or one of its Steps.
 pub fn plan(
     spec: &DeploymentSpec,
     name: &str,
     generation: Option<i64>,
     previous: &DeploymentStatus,
     steps: &[StepSlot],
+    cancel: bool,
     now: Timestamp,
 ) -> DeploymentPlan {
     let mut events = Vec::new();
@@ -124,9 +134,10 @@ pub fn plan(
             continue;
         };
         // A step whose Step was never made (a release that failed or was
-        // superseded before it) was not deleted either.
-        let never_made = was.step_ref.is_none() && was.phase == Phase::Pending;
-        if never_made || !(finished || was.phase == Phase::Succeeded) {
+        // superseded before it, a skipped handler) was not deleted either.
+        // One that finished never runs again, even while handlers run.
+        let never_made = was.step_ref.is_none();
+        if never_made || !(finished || was.phase.is_terminal()) {
             continue;
         }
         let step_ref = was
@@ -160,16 +171,17 @@ pub fn plan(
     }
     let walked = match clash::job_name_clash(spec) {
         // Refused before any Step runs: the release cannot work as written.
-        Some(c) => Walked {
-            phase: Phase::Failed,
-            reason: "JobNamesClash",
-            message: c.message(),
-            current: None,
-            create_step: None,
-            recheck: false,
-        },
-        None => walk(spec, name, &slots, &mut summaries),
+        Some(c) => Walked::refused("JobNamesClash", c.message()),
+        None => walk::walk(
+            spec,
+            name,
+            &slots,
+            &mut summaries,
+            cancel,
+            cancelled_before(previous),
+        ),
     };
+
     finish(
         spec, generation, previous, walked, &slots, summaries, events, now,
     )
@@ -199,88 +211,6 @@ fn summarize(spec: &DeploymentSpec, slots: &[StepSlot]) -> Vec<StepSummary> {
         .collect()
 }
 
-/// Where the walk over the steps stopped.
-struct Walked {
-    phase: Phase,
-    reason: &'static str,
-    message: String,
-    current: Option<usize>,
-    create_step: Option<usize>,
-    recheck: bool,
-}
-
-fn walk(
-    spec: &DeploymentSpec,
-    name: &str,
-    slots: &[StepSlot],
-    summaries: &mut [StepSummary],
-) -> Walked {
-    let total = spec.steps.len();
-    let at = |i: usize, phase, reason, message| Walked {
-        phase,
-        reason,
-        message,
-        current: Some(i),
-        create_step: None,
-        recheck: false,
-    };
-    for (i, s) in spec.steps.iter().enumerate() {
-        let view = match &slots[i] {
-            StepSlot::Missing if summaries[i].phase == Phase::Succeeded => continue,
-            StepSlot::Missing => {
-                summaries[i].step_ref = Some(step_name(name, &s.name));
-                // Written as it will read once the Step exists, so that
-                // the Step's appearance changes nothing here.
-                summaries[i].phase = Phase::Running;
-                let msg = format!("step {} ({}/{total}) running", s.name, i + 1);
-                return Walked {
-                    create_step: Some(i),
-                    ..at(i, Phase::Running, "Running", msg)
-                };
-            }
-            StepSlot::Foreign(f) => {
-                let head = format!("step {} ({}/{total})", s.name, i + 1);
-                let (phase, reason, msg) = f.verdict(name, &head);
-                summaries[i].step_ref = Some(f.name.clone());
-                summaries[i].phase = phase;
-                summaries[i].message = Some(msg.clone());
-                return Walked {
-                    recheck: phase == Phase::Running,
-                    ..at(i, phase, reason, msg)
-                };
-            }
-            StepSlot::Ours(view) => view,
-        };
-        if view.phase == Phase::Succeeded {
-            continue;
-        }
-        let msg = match &view.message {
-            Some(detail) => format!("step {} ({}/{total}): {detail}", s.name, i + 1),
-            None => format!("step {} ({}/{total}) running", s.name, i + 1),
-        };
-        let reason = match view.phase {
-            Phase::Failed => "StepFailed",
-            Phase::WaitingForDecision => "GuidedFailure",
-            Phase::WaitingForApproval => "WaitingForApproval",
-            Phase::Retrying => "Retrying",
-            _ => "Running",
-        };
-        let phase = match view.phase {
-            Phase::Pending => Phase::Running,
-            p => p,
-        };
-        return at(i, phase, reason, msg);
-    }
-    Walked {
-        phase: Phase::Succeeded,
-        reason: "Succeeded",
-        message: format!("all {total} steps succeeded"),
-        current: None,
-        create_step: None,
-        recheck: false,
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn finish(
     spec: &DeploymentSpec,
@@ -299,6 +229,9 @@ fn finish(
         } else {
             PlannedEvent::warning(EventReason::DeploymentFailed, message.clone())
         });
+    }
+    if let Some(f) = w.failed.as_ref().filter(|_| previous.failure.is_none()) {
+        events.extend(failure_events(spec, f, phase));
     }
     let clash = [EventReason::StepNameTaken, EventReason::JobNamesClash]
         .into_iter()
@@ -342,6 +275,11 @@ fn finish(
         decision_deadline: view
             .filter(|_| matches!(phase, Phase::WaitingForDecision | Phase::WaitingForApproval))
             .and_then(|v| v.decision_deadline),
+        failure: w.failed.map(|f| ReleaseFailure {
+            step: spec.steps[f.index].name.clone(),
+            reason: f.reason.to_string(),
+            message: f.message,
+        }),
     };
     DeploymentPlan {
         create_step: w.create_step,
@@ -351,11 +289,45 @@ fn finish(
     }
 }
 
-pub mod cancel;
 mod clash;
 mod slots;
+mod walk;
 
 pub use slots::{ForeignStep, StepSlot, StepView, deleted_note};
 
 #[cfg(test)]
 mod tests;
+
+/// The Events of a release's first failure, the moment it is seen: a cancel
+/// before a step started, and a note that failure handlers run now.
+fn failure_events(spec: &DeploymentSpec, f: &Failure, phase: Phase) -> Vec<PlannedEvent> {
+    let mut events = Vec::new();
+    if f.reason == crate::plan::step::REASON_CANCELLED {
+        events.push(PlannedEvent::warning(
+            EventReason::Cancelled,
+            f.message.clone(),
+        ));
+    }
+    if !phase.is_terminal() {
+        let handlers: Vec<&str> = spec.steps[f.index..]
+            .iter()
+            .filter(|s| s.run_when.runs(true))
+            .map(|s| s.name.as_str())
+            .collect();
+        events.push(PlannedEvent::warning(
+            EventReason::FailureHandlers,
+            format!(
+                "{}; running the failure handlers: {}",
+                f.message,
+                handlers.join(", ")
+            ),
+        ));
+    }
+    events
+}
+
+/// The step a cancel stopped the release before, as last written.
+fn cancelled_before(previous: &DeploymentStatus) -> Option<&str> {
+    let f = previous.failure.as_ref()?;
+    (f.reason == crate::plan::step::REASON_CANCELLED).then_some(f.step.as_str())
+}

@@ -37,11 +37,13 @@ pub enum EventReason {
     Cancelled,
     /// A cancel arrived for a release that has nothing running: removed.
     CancelIgnored,
+    /// A release failed and runs its failure handlers (`runWhen`) now.
+    FailureHandlers,
 }
 
 impl EventReason {
     /// Every reason.
-    pub const ALL: [EventReason; 25] = [
+    pub const ALL: [EventReason; 26] = [
         Self::AttemptFailed,
         Self::AttemptCannotStart,
         Self::RetryScheduled,
@@ -67,6 +69,7 @@ impl EventReason {
         Self::Superseded,
         Self::Cancelled,
         Self::CancelIgnored,
+        Self::FailureHandlers,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl EventReason {
             Self::Superseded => "Superseded",
             Self::Cancelled => "Cancelled",
             Self::CancelIgnored => "CancelIgnored",
+            Self::FailureHandlers => "FailureHandlers",
         }
     }
 }

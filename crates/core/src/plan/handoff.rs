@@ -116,7 +116,10 @@ pub fn removals(planned: &[Handoff], decided_by: Option<&str>) -> Vec<&'static s
 /// Step keeps it, the durable record of the cancel); removed with a Warning
 /// `CancelIgnored` when the release had already finished (`previous` is the
 /// status before this reconcile, `status` the one planned now). While no
-/// Step runs yet it stays on the Deployment, which fails without starting one.
+/// Step runs yet it stays on the Deployment, which fails without starting
+/// one and keeps it while its failure handlers run. A cancel that arrives
+/// once the release has failed is removed with `CancelIgnored`: it does not
+/// stop failure handlers.
 pub fn cancel_handoff(
     previous: &DeploymentStatus,
     status: &DeploymentStatus,
@@ -135,6 +138,23 @@ pub fn cancel_handoff(
     if status.phase.is_some_and(Phase::is_terminal) {
         return Some(Handoff::Drop {
             key: ANNOTATION_CANCEL,
+        });
+    }
+    if let Some(failed) = status.failure.as_ref().map(|f| &f.step) {
+        let summary = status.steps.iter().find(|s| &s.name == failed);
+        // A cancel that failed the release before a step started is kept
+        // (its record) until the failure handlers are done.
+        if summary.is_some_and(|s| s.step_ref.is_none()) {
+            return None;
+        }
+        return Some(Handoff::Ignore {
+            key: ANNOTATION_CANCEL,
+            event: PlannedEvent::warning(
+                EventReason::CancelIgnored,
+                format!(
+                    "{ANNOTATION_CANCEL}={value:?} ignored: the release has already failed at step {failed} and a cancel does not stop its failure handlers"
+                ),
+            ),
         });
     }
     let current = status.current_step.as_deref()?;
@@ -325,5 +345,33 @@ mod tests {
             cancel_handoff(&status(Phase::Running), &status(Phase::Running), None),
             None
         );
+    }
+
+    #[test]
+    fn a_cancel_leaves_failure_handlers_alone() {
+        let handling = |step_ref: Option<&str>| DeploymentStatus {
+            failure: Some(crate::api::ReleaseFailure {
+                step: "s".into(),
+                reason: "StepFailed".into(),
+                message: "m".into(),
+            }),
+            steps: vec![StepSummary {
+                name: "s".into(),
+                step_ref: step_ref.map(Into::into),
+                phase: Phase::Failed,
+                message: None,
+            }],
+            ..status(Phase::Running)
+        };
+        // The release failed at a step that ran: a cancel now is ignored.
+        let ran = handling(Some("rel-s"));
+        let h = cancel_handoff(&ran, &ran, Some("true"));
+        assert!(
+            matches!(&h, Some(Handoff::Ignore { event, .. }) if event.reason == EventReason::CancelIgnored && event.note.contains("failure handlers")),
+            "{h:?}"
+        );
+        // The cancel itself failed it before that step: kept as its record.
+        let before = handling(None);
+        assert_eq!(cancel_handoff(&before, &before, Some("true")), None);
     }
 }

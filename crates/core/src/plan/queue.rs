@@ -23,6 +23,7 @@
 use jiff::Timestamp;
 
 use super::deployment::DeploymentPlan;
+use super::step::REASON_CANCELLED;
 use super::{EventReason, PlannedEvent};
 use crate::api::{
     Concurrency, ConcurrencyPolicy, DeploymentSpec, DeploymentStatus, Phase, StepSummary,
@@ -174,6 +175,57 @@ pub fn held(
             ));
         }
     }
+    let standing = Standing {
+        phase,
+        reason,
+        message,
+    };
+    Some(unstarted(spec, previous, standing, events, generation, now))
+}
+
+/// The plan of a queued release that a person cancelled
+/// (`stepwise.dev/cancel`): Failed with reason `Cancelled`; it never
+/// started, so it has nothing to stop and no failure handler runs.
+pub fn cancelled(
+    spec: &DeploymentSpec,
+    previous: &DeploymentStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> DeploymentPlan {
+    let message = "cancelled (stepwise.dev/cancel) while queued: it never started".to_string();
+    let events = vec![
+        PlannedEvent::warning(EventReason::Cancelled, message.clone()),
+        PlannedEvent::warning(EventReason::DeploymentFailed, message.clone()),
+    ];
+    let standing = Standing {
+        phase: Phase::Failed,
+        reason: REASON_CANCELLED,
+        message,
+    };
+    unstarted(spec, previous, standing, events, generation, now)
+}
+
+/// Where a release that has not started stands.
+struct Standing {
+    phase: Phase,
+    reason: &'static str,
+    message: String,
+}
+
+/// A plan that creates no Step: every step Pending, the release `standing`.
+fn unstarted(
+    spec: &DeploymentSpec,
+    previous: &DeploymentStatus,
+    standing: Standing,
+    events: Vec<PlannedEvent>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> DeploymentPlan {
+    let Standing {
+        phase,
+        reason,
+        message,
+    } = standing;
     let health = Health {
         phase,
         reason: reason.to_string(),
@@ -204,13 +256,14 @@ pub fn held(
         message: Some(message),
         steps,
         decision_deadline: None,
+        failure: None,
     };
-    Some(DeploymentPlan {
+    DeploymentPlan {
         create_step: None,
         status,
         events,
         recheck: false,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ mod tests {
             steps: steps
                 .iter()
                 .map(|(name, actions)| DeploymentStep {
+                    run_when: Default::default(),
                     approvers: None,
                     guided_failure_timeout: None,
                     approval_timeout: None,

@@ -3,6 +3,7 @@ use crate::api::{Action, DeploymentStep, RetryPolicy, condition_types as ct};
 use crate::status::is_true;
 
 mod foreign;
+mod handlers;
 
 fn spec(n: usize, guided: bool) -> DeploymentSpec {
     DeploymentSpec {
@@ -13,6 +14,7 @@ fn spec(n: usize, guided: bool) -> DeploymentSpec {
         approvers: None,
         steps: (0..n)
             .map(|i| DeploymentStep {
+                run_when: Default::default(),
                 approvers: None,
                 guided_failure_timeout: None,
                 approval_timeout: None,
@@ -50,6 +52,7 @@ fn run(spec: &DeploymentSpec, steps: &[StepSlot]) -> DeploymentPlan {
         Some(1),
         &DeploymentStatus::default(),
         steps,
+        false,
         Timestamp::UNIX_EPOCH,
     )
 }
@@ -212,6 +215,7 @@ fn again(spec: &DeploymentSpec, previous: &DeploymentStatus, steps: &[StepSlot])
         Some(1),
         previous,
         steps,
+        false,
         Timestamp::from_second(1000).unwrap(),
     )
 }

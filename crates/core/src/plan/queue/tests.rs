@@ -185,6 +185,7 @@ fn spec(guided: bool) -> DeploymentSpec {
         }),
         approvers: None,
         steps: vec![DeploymentStep {
+            run_when: Default::default(),
             approvers: None,
             guided_failure_timeout: None,
             approval_timeout: None,
@@ -299,6 +300,7 @@ fn a_superseded_release_stays_as_it_is_and_notes_no_deleted_steps() {
         Some(1),
         &failed,
         &[crate::plan::deployment::StepSlot::Missing],
+        false,
         later,
     );
     assert_eq!(p.status, failed);

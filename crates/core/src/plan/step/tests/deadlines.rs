@@ -183,6 +183,7 @@ fn the_deployments_timeout_is_the_default_for_its_run_steps() {
         })
     };
     let step = |name: &str, type_, own| DeploymentStep {
+        run_when: Default::default(),
         name: name.into(),
         type_,
         instructions: None,
