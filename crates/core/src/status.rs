@@ -25,6 +25,19 @@ pub struct GuidedFailure {
     pub message: String,
 }
 
+impl GuidedFailure {
+    /// The condition of a Step or release: while it `waits` for a decision,
+    /// active with reason `RetriesExhausted` and `message`; otherwise
+    /// inactive with `idle` as its reason (`NotTriggered`, `DecisionApplied`).
+    pub fn of(waits: bool, idle: &str, message: &str) -> GuidedFailure {
+        GuidedFailure {
+            active: waits,
+            reason: if waits { "RetriesExhausted" } else { idle }.into(),
+            message: if waits { message } else { "" }.into(),
+        }
+    }
+}
+
 /// The full condition set for `health`, keeping `lastTransitionTime` of every
 /// condition whose status did not change.
 pub fn conditions(

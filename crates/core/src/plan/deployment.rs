@@ -33,7 +33,7 @@
 use jiff::Timestamp;
 
 pub use super::Owner;
-use super::{EventReason, PlannedEvent};
+use super::{EventReason, Finished, PlannedEvent};
 use crate::api::{
     DeploymentSpec, DeploymentStatus, Phase, ReleaseFailure, StepSpec, StepSummary, StepType,
 };
@@ -223,13 +223,12 @@ fn finish(
     now: Timestamp,
 ) -> DeploymentPlan {
     let (phase, message) = (w.phase, super::step::capped(w.message));
-    if phase.is_terminal() && previous.phase != Some(phase) {
-        events.push(if phase == Phase::Succeeded {
-            PlannedEvent::normal(EventReason::DeploymentSucceeded, message.clone())
-        } else {
-            PlannedEvent::warning(EventReason::DeploymentFailed, message.clone())
-        });
-    }
+    events.extend(PlannedEvent::finished(
+        Finished::Deployment,
+        phase,
+        previous.phase,
+        &message,
+    ));
     if let Some(f) = w.failed.as_ref().filter(|_| previous.failure.is_none()) {
         events.extend(failure_events(spec, f, phase));
     }
@@ -244,20 +243,9 @@ fn finish(
         phase,
         reason: w.reason.to_string(),
         message: message.clone(),
-        guided_failure: spec.guided_failure.then(|| GuidedFailure {
-            active: waiting,
-            reason: if waiting {
-                "RetriesExhausted"
-            } else {
-                "NotTriggered"
-            }
-            .into(),
-            message: if waiting {
-                message.clone()
-            } else {
-                String::new()
-            },
-        }),
+        guided_failure: spec
+            .guided_failure
+            .then(|| GuidedFailure::of(waiting, "NotTriggered", &message)),
     };
     let view = w.current.and_then(|i| match &slots[i] {
         StepSlot::Ours(v) => Some(v),

@@ -2,6 +2,8 @@
 //! one enum: the shell's metrics and the tests match on it, and
 //! [`EventReason::as_str`] is the only place a reason is spelled.
 
+use crate::api::Phase;
+
 /// Why an Event is published (its `reason`, PascalCase as Kubernetes spells them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventReason {
@@ -143,6 +145,39 @@ impl PlannedEvent {
         self.related = Some(related.into());
         self
     }
+
+    /// The Event of a Step or a release that reached `phase` (it was
+    /// `before`): Normal `*Succeeded` or Warning `*Failed`, the moment it
+    /// finishes and never again.
+    pub fn finished(
+        what: Finished,
+        phase: Phase,
+        before: Option<Phase>,
+        message: &str,
+    ) -> Option<Self> {
+        if !phase.is_terminal() || before == Some(phase) {
+            return None;
+        }
+        let (succeeded, failed) = match what {
+            Finished::Step => (EventReason::StepSucceeded, EventReason::StepFailed),
+            Finished::Deployment => (
+                EventReason::DeploymentSucceeded,
+                EventReason::DeploymentFailed,
+            ),
+        };
+        Some(if phase == Phase::Succeeded {
+            Self::normal(succeeded, message)
+        } else {
+            Self::warning(failed, message)
+        })
+    }
+}
+
+/// What finished, for [`PlannedEvent::finished`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    Step,
+    Deployment,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod queue;
 pub mod rejected;
 pub mod step;
 
-pub use event::{EventReason, PlannedEvent};
+pub use event::{EventReason, Finished, PlannedEvent};
 
 /// An object's controller ownerReference, as messages name it.
 #[derive(Clone, Debug, PartialEq, Eq)]

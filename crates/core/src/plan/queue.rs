@@ -230,11 +230,9 @@ fn unstarted(
         phase,
         reason: reason.to_string(),
         message: message.clone(),
-        guided_failure: spec.guided_failure.then(|| GuidedFailure {
-            active: false,
-            reason: "NotTriggered".into(),
-            message: String::new(),
-        }),
+        guided_failure: spec
+            .guided_failure
+            .then(|| GuidedFailure::of(false, "NotTriggered", "")),
     };
     let steps = spec
         .steps

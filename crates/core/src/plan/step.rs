@@ -64,7 +64,7 @@ pub use observation::{ForeignJob, JobState, JobView, Refused, StepObservation};
 pub use records::{JobDecision, RecordDecision};
 pub use start::{REASON_CANNOT_START, REASON_START_TIMEOUT, StartProblem, Waiting};
 
-use super::{EventReason, Owner, PlannedEvent, clock};
+use super::{EventReason, Finished, Owner, PlannedEvent, clock};
 use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION, ActionPhase, ActionStatus,
     Approval, ApprovalRecord, AttemptStatus, DecisionRecord, Outcome, Phase, StepSpec, StepStatus,
@@ -212,29 +212,23 @@ struct Planner<'s, 'o> {
 impl Planner<'_, '_> {
     fn finish(mut self, mut actions: Vec<ActionStatus>, mut v: Verdict) -> StepPlan {
         v.message = bounds::capped(v.message);
-        if v.phase.is_terminal() && self.obs.previous.phase != Some(v.phase) {
-            self.events.push(if v.phase == Phase::Succeeded {
-                PlannedEvent::normal(EventReason::StepSucceeded, v.message.clone())
-            } else {
-                PlannedEvent::warning(EventReason::StepFailed, v.message.clone())
-            });
-        }
+        let before = self.obs.previous.phase;
+        self.events.extend(PlannedEvent::finished(
+            Finished::Step,
+            v.phase,
+            before,
+            &v.message,
+        ));
         let previous = &self.obs.previous;
-        let guided_failure = self.spec.guided_failure.then(|| GuidedFailure {
-            active: v.waiting_for_decision,
-            reason: if v.waiting_for_decision {
-                "RetriesExhausted".into()
-            } else if self.decisions.is_empty() {
-                "NotTriggered".into()
-            } else {
-                "DecisionApplied".into()
-            },
-            message: if v.waiting_for_decision {
-                v.message.clone()
-            } else {
-                String::new()
-            },
-        });
+        let idle = if self.decisions.is_empty() {
+            "NotTriggered"
+        } else {
+            "DecisionApplied"
+        };
+        let guided_failure = self
+            .spec
+            .guided_failure
+            .then(|| GuidedFailure::of(v.waiting_for_decision, idle, &v.message));
         let health = Health {
             phase: v.phase,
             reason: v.reason,
