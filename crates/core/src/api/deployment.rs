@@ -61,10 +61,10 @@ pub struct DeploymentSpec {
 /// One step of a release, as written in the Deployment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
-#[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvalTimeout)").message("approvalTimeout is for ManualIntervention steps: a Run step has no approval to wait for"))]
+#[x_kube(validation = super::rules::run_needs_actions())]
+#[x_kube(validation = super::rules::manual_has_no_actions())]
+#[x_kube(validation = super::rules::manual_has_no_retries())]
+#[x_kube(validation = super::rules::approval_timeout_is_manual())]
 #[x_kube(validation = Rule::new("self.type == 'Run' || !has(self.guidedFailureTimeout)").message("guidedFailureTimeout is for Run steps: a ManualIntervention step takes approvalTimeout"))]
 #[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvers)").message("approvers are for ManualIntervention steps; who may decide a Run step's guided failure is the Deployment's spec.approvers"))]
 pub struct DeploymentStep {
@@ -87,7 +87,7 @@ pub struct DeploymentStep {
     /// The actions, run in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
+    #[x_kube(validation = super::rules::unique_action_names())]
     pub actions: Vec<Action>,
     /// Who may approve or reject this ManualIntervention step (see `Approvers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@
 mod concurrency;
 mod deployment;
 mod retry;
+mod rules;
 mod status;
 mod step;
 mod timeout;

@@ -28,10 +28,10 @@ use super::{ApprovalTimeout, GuidedFailureTimeout, RetryPolicy, StepStatus};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: a Step runs exactly what it was created with"))]
-#[x_kube(validation = Rule::new("self.type != 'Run' || (has(self.actions) && size(self.actions) > 0)").message("a Run step needs at least one action"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.actions) || size(self.actions) == 0").message("a ManualIntervention step has no actions: it waits for a person to approve or reject"))]
-#[x_kube(validation = Rule::new("self.type != 'ManualIntervention' || !has(self.retries)").message("retries are not available on manual intervention steps: they wait for approval and have nothing to retry"))]
-#[x_kube(validation = Rule::new("self.type == 'ManualIntervention' || !has(self.approvalTimeout)").message("approvalTimeout is for ManualIntervention steps: a Run step has no approval to wait for"))]
+#[x_kube(validation = super::rules::run_needs_actions())]
+#[x_kube(validation = super::rules::manual_has_no_actions())]
+#[x_kube(validation = super::rules::manual_has_no_retries())]
+#[x_kube(validation = super::rules::approval_timeout_is_manual())]
 #[x_kube(validation = Rule::new("!has(self.guidedFailureTimeout) || (self.guidedFailure && self.type == 'Run')").message("guidedFailureTimeout needs guidedFailure: true on a Run step: without guided failure no decision is awaited"))]
 pub struct StepSpec {
     /// `Run` (default) runs the actions; `ManualIntervention` waits for approval.
@@ -51,7 +51,7 @@ pub struct StepSpec {
     /// The actions, run in order; each one must succeed (or be ignored) before the next starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("action names must be unique within a step"))]
+    #[x_kube(validation = super::rules::unique_action_names())]
     pub actions: Vec<Action>,
     /// Who may answer this Step: approve or reject it (ManualIntervention) or
     /// decide after its retries ran out (guided failure). Enforced by the API
