@@ -136,8 +136,14 @@ pub fn plan(
         // A step whose Step was never made (a release that failed or was
         // superseded before it, a skipped handler) was not deleted either.
         // One that finished never runs again, even while handlers run.
-        let never_made = was.step_ref.is_none();
-        if never_made || !(finished || was.phase.is_terminal()) {
+        if was.step_ref.is_none() {
+            // A finished release keeps what it said of it (Pending, Skipped).
+            if finished {
+                summaries[i] = was.clone();
+            }
+            continue;
+        }
+        if !(finished || was.phase.is_terminal()) {
             continue;
         }
         let step_ref = was

@@ -71,6 +71,17 @@ fn a_release_that_succeeds_runs_always_steps_and_skips_failure_handlers() {
 }
 
 #[test]
+fn a_finished_release_keeps_its_skipped_steps_as_written() {
+    let s = with(&[OnSuccess, OnFailure]);
+    let slots = [view(0, Phase::Succeeded), Missing];
+    let done = run(&s, &slots).status;
+    assert_eq!(done.phase, Some(Phase::Succeeded));
+    let again = again(&s, &done, &slots);
+    assert_eq!(again.status, done, "nothing to write");
+    assert!(again.events.is_empty());
+}
+
+#[test]
 fn a_failure_runs_the_handlers_after_it_in_order_and_ends_failed() {
     let s = with(&[OnSuccess, OnSuccess, OnFailure, OnSuccess, Always]);
     let first = [view(0, Phase::Failed), Missing, Missing, Missing, Missing];
@@ -242,6 +253,18 @@ fn drive(
             cancel,
             Timestamp::UNIX_EPOCH,
         );
+        // Planning again from what was just written changes nothing.
+        let twice = plan(
+            s,
+            "d",
+            Some(1),
+            &p.status,
+            &slots,
+            cancel,
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(twice.status, p.status);
+        assert!(twice.events.is_empty(), "{:?}", twice.events);
         if let Some(i) = p.create_step {
             assert!(!created.contains(&i), "step {i} created twice");
             created.push(i);
@@ -256,6 +279,19 @@ fn drive(
         }
         previous = p.status;
         if previous.phase.is_some_and(Phase::is_terminal) {
+            // Final: the next look writes nothing and says nothing.
+            let cancel = cancel_after.is_some_and(|n| created.len() >= n);
+            let p = plan(
+                s,
+                "d",
+                Some(1),
+                &previous,
+                &slots,
+                cancel,
+                Timestamp::UNIX_EPOCH,
+            );
+            assert_eq!(p.status, previous);
+            assert!(p.events.is_empty() && p.create_step.is_none(), "{p:?}");
             return (created, previous);
         }
     }
