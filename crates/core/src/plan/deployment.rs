@@ -101,7 +101,6 @@ pub fn plan(
     cancel: bool,
     now: Timestamp,
 ) -> DeploymentPlan {
-    let mut events = Vec::new();
     let finished = previous.phase.is_some_and(Phase::is_terminal);
     let slots: Vec<StepSlot> = spec
         .steps
@@ -125,7 +124,49 @@ pub fn plan(
         })
         .collect();
     let mut summaries = summarize(spec, &slots);
-    // Steps whose Step object is gone after they finished: never run again.
+    let events = gone(spec, name, previous, &slots, &mut summaries);
+    if finished {
+        let status = DeploymentStatus {
+            steps: summaries,
+            ..previous.clone()
+        };
+        return DeploymentPlan {
+            create_step: None,
+            status,
+            events,
+            recheck: false,
+        };
+    }
+    let walked = match clash::job_name_clash(spec) {
+        // Refused before any Step runs: the release cannot work as written.
+        Some(c) => Walked::refused("JobNamesClash", c.message()),
+        None => walk::walk(
+            spec,
+            name,
+            &slots,
+            &mut summaries,
+            cancel,
+            cancelled_before(previous),
+        ),
+    };
+
+    finish(
+        spec, generation, previous, walked, &slots, summaries, events, now,
+    )
+}
+
+/// Steps whose Step object is gone after they finished read as recorded
+/// and never run again (a Warning `StepDeleted` when that is news); a
+/// finished release keeps what it said of the steps it never made.
+fn gone(
+    spec: &DeploymentSpec,
+    name: &str,
+    previous: &DeploymentStatus,
+    slots: &[StepSlot],
+    summaries: &mut [StepSummary],
+) -> Vec<PlannedEvent> {
+    let finished = previous.phase.is_some_and(Phase::is_terminal);
+    let mut events = Vec::new();
     for (i, s) in spec.steps.iter().enumerate() {
         if slots[i] != StepSlot::Missing {
             continue;
@@ -163,34 +204,7 @@ pub fn plan(
             message: Some(note),
         };
     }
-    if finished {
-        let status = DeploymentStatus {
-            steps: summaries,
-            ..previous.clone()
-        };
-        return DeploymentPlan {
-            create_step: None,
-            status,
-            events,
-            recheck: false,
-        };
-    }
-    let walked = match clash::job_name_clash(spec) {
-        // Refused before any Step runs: the release cannot work as written.
-        Some(c) => Walked::refused("JobNamesClash", c.message()),
-        None => walk::walk(
-            spec,
-            name,
-            &slots,
-            &mut summaries,
-            cancel,
-            cancelled_before(previous),
-        ),
-    };
-
-    finish(
-        spec, generation, previous, walked, &slots, summaries, events, now,
-    )
+    events
 }
 
 /// The step's summary in the status as last written.
