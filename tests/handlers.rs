@@ -2,7 +2,8 @@
 //! run in order after a release failed (or was cancelled), `OnSuccess`
 //! steps after the failure never start, a successful release skips its
 //! `OnFailure` steps, and the release ends Failed with the first failure
-//! kept in `status.failure`, a failing handler reported beside it.
+//! kept in `status.failure`, a failing handler reported beside it; an
+//! operator restart while a handler runs runs nothing twice.
 
 mod common;
 
@@ -260,6 +261,35 @@ async fn kubectl_stepwise_cancel_stops_the_release_and_its_handlers_run() {
     // A finished release has nothing to cancel: the plugin says so.
     let (ok, text) = plugin(&ns.name, &["cancel", "rel"]);
     assert!(!ok && text.contains("already finished"), "{text}");
+    drop(op);
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_while_a_handler_runs_runs_nothing_twice() {
+    let (ns, mut op) = setup("handlers-restart").await;
+    let d = release(
+        "rel",
+        json!({ "steps": [
+            step("deploy", "OnSuccess", "1"),
+            { "name": "rollback", "runWhen": "OnFailure",
+              "actions": [action("a", &[("duration", "4s")])] },
+            step("notify", "Always", "0"),
+        ]}),
+    );
+    let api = create_release(&ns, &d).await;
+    let steps: Api<Step> = ns.api();
+    wait_phase(&steps, "rel-rollback", Phase::Running).await;
+    op.restart().await;
+    let done = run_in_order(&ns, &api, &["rel-deploy", "rel-rollback", "rel-notify"]).await;
+    let st = done.status.clone().unwrap();
+    assert_eq!(st.phase, Some(Phase::Failed), "{st:?}");
+    assert_eq!(st.failure.map(|f| f.step), Some("deploy".to_string()));
+    for name in ["rel-deploy", "rel-rollback", "rel-notify"] {
+        let s = steps.get(name).await.expect(name);
+        let attempts = s.status.map_or(0, |st| st.actions[0].attempts.len());
+        assert_eq!(attempts, 1, "{name} ran once");
+    }
     drop(op);
     ns.cleanup().await;
 }

@@ -242,6 +242,12 @@ fn shape_cases() -> Vec<Case> {
             vec!["spec.steps", "at least 1 items"],
         ),
         (
+            "runWhen not one of its values",
+            n("d"),
+            with_step(json!({ "name": "s", "runWhen": "Sometimes", "actions": [act("a")] })),
+            vec!["spec.steps[0].runWhen", "Unsupported value", "OnFailure"],
+        ),
+        (
             "steps missing",
             n("d"),
             json!({}),
