@@ -37,6 +37,12 @@ fn deployment_cases() -> Vec<Case> {
         retry_cases(),
         retry_on_cases(),
         shape_cases(),
+        vec![(
+            "runWhen not one of its values",
+            "d".to_string(),
+            with_step(json!({ "name": "s", "runWhen": "Sometimes", "actions": [act("a")] })),
+            vec!["spec.steps[0].runWhen", "Unsupported value", "OnFailure"],
+        )],
     ]
     .concat()
 }
@@ -240,12 +246,6 @@ fn shape_cases() -> Vec<Case> {
             n("d"),
             json!({ "steps": [] }),
             vec!["spec.steps", "at least 1 items"],
-        ),
-        (
-            "runWhen not one of its values",
-            n("d"),
-            with_step(json!({ "name": "s", "runWhen": "Sometimes", "actions": [act("a")] })),
-            vec!["spec.steps[0].runWhen", "Unsupported value", "OnFailure"],
         ),
         (
             "steps missing",
