@@ -11,7 +11,7 @@
 # target/release/stepwise, built here when missing or stale).
 # The peers phase (`--peers`, BENCH_PHASES=peers, `make bench-peers`; not in
 # the default phases) needs scripts/build-peers.sh first and takes
-# BENCH_PEERS (drivers, default stepwise,tekton,argo,argo-1s),
+# BENCH_PEERS (drivers, default stepwise,tekton,tekton-tuned,argo,argo-1s,argo-tuned),
 # BENCH_PEERS_TWO_STEP (default 20), BENCH_PEERS_RETRY (default 3) and
 # BENCH_PEERS_RELEASES (default 300); see benches/bench/phases/peers.rs.
 # Profiling runs (results elsewhere, not for BENCHMARKS.md):

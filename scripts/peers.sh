@@ -7,7 +7,9 @@
 #                                      ConfigMaps into namespace NS
 #   scripts/peers.sh run PEER NS       exec PEER's controller, scoped to NS
 #
-# PEER is tekton, argo or argo-1s (Argo with DEFAULT_REQUEUE_TIME=1s). The
+# PEER is tekton, tekton-tuned (-kube-api-qps 200 -kube-api-burst 400
+# -threads-per-controller 16), argo, argo-1s (DEFAULT_REQUEUE_TIME=1s) or
+# argo-tuned (1 s requeue, --qps 400 --burst 800). The
 # binaries and YAML come from scripts/build-peers.sh (.tools/bin, .tools/peers).
 # Tekton runs with its CRDs' spec.conversion removed (no webhook), -disable-ha
 # and dummy -*-image flags; Argo with LEADER_ELECTION_DISABLE=true and a
@@ -42,7 +44,7 @@ PY
 }
 
 setup() { # peer ns
-  local peer="${1%-1s}" ns="$2" dir
+  local peer="${1%%-*}" ns="$2" dir
   dir="$PEERS/${peer/argo/argo-workflow-controller}"
   [[ "$peer" == tekton ]] && dir="$PEERS/tekton-controller"
   [[ -d "$dir" ]] || die "$dir missing: run scripts/build-peers.sh $peer"
@@ -72,7 +74,10 @@ YAML
 run() { # peer ns
   local peer="$1" ns="$2"
   case "$peer" in
-    tekton)
+    tekton | tekton-tuned)
+      local tuned=()
+      [[ "$peer" == tekton-tuned ]] \
+        && tuned=(-kube-api-qps 200 -kube-api-burst 400 -threads-per-controller 16)
       export SYSTEM_NAMESPACE="$ns" METRICS_DOMAIN=tekton.dev/pipeline \
         CONFIG_DEFAULTS_NAME=config-defaults CONFIG_LOGGING_NAME=config-logging \
         CONFIG_OBSERVABILITY_NAME=config-observability CONFIG_FEATURE_FLAGS_NAME=feature-flags \
@@ -82,16 +87,18 @@ run() { # peer ns
         -entrypoint-image bench.invalid/entrypoint -nop-image bench.invalid/nop \
         -sidecarlogresults-image bench.invalid/sidecarlogresults \
         -workingdirinit-image bench.invalid/workingdirinit \
-        -shell-image bench.invalid/shell -shell-image-win bench.invalid/shell-win
+        -shell-image bench.invalid/shell -shell-image-win bench.invalid/shell-win "${tuned[@]}"
       ;;
-    argo | argo-1s)
+    argo | argo-1s | argo-tuned)
+      local tuned=()
       export LEADER_ELECTION_DISABLE=true
-      [[ "$peer" == argo-1s ]] && export DEFAULT_REQUEUE_TIME=1s
+      [[ "$peer" != argo ]] && export DEFAULT_REQUEUE_TIME=1s
+      [[ "$peer" == argo-tuned ]] && tuned=(--qps 400 --burst 800)
       exec "$BIN/argo-workflow-controller" --kubeconfig "$KUBECONFIG" --namespace "$ns" \
         --namespaced --managed-namespace "$ns" --executor-image bench.invalid/argoexec \
-        --configmap workflow-controller-configmap --loglevel warn
+        --configmap workflow-controller-configmap --loglevel warn "${tuned[@]}"
       ;;
-    *) die "unknown peer '$peer' (tekton|argo|argo-1s)" ;;
+    *) die "unknown peer '$peer' (tekton|tekton-tuned|argo|argo-1s|argo-tuned)" ;;
   esac
 }
 

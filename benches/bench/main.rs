@@ -1,7 +1,7 @@
 //! `make bench`: measures the operator against the local control plane and
 //! writes `bench/results.json` and `BENCHMARKS.md`.
 //!
-//! Phases (all by default; `--phases retry,handoff,throughput` or
+//! Phases (all but `peers` by default; `--phases retry,handoff,throughput,shards` or
 //! `BENCH_PHASES` picks some, and the results of the others are kept from the
 //! previous `bench/results.json`):
 //!
@@ -17,6 +17,9 @@
 //!   actions to Succeeded, against the raw client running the same 4-Job
 //!   chains; API writes from the API server's own `apiserver_request_total`
 //!   before and after each run; the operator's peak RSS and CPU seconds.
+//! * `shards`: the throughput workload over three operator processes
+//!   (`--shard a`, `--shard b`, no `--shard`), a third of the releases each:
+//!   wall time and each process's CPU, RSS and attempts.
 //! * `peers` (only when asked for: `--peers`, `BENCH_PHASES=peers` or
 //!   `make bench-peers`): the same small workloads through Stepwise, Tekton
 //!   Pipelines and Argo Workflows (see `phases/peers.rs`).
@@ -67,6 +70,9 @@ async fn run_phases(s: &Settings, client: &Client, mut results: Results) -> Resu
     }
     if s.wants("throughput") {
         results.throughput = Some(phases::phase_throughput(s, client).await);
+    }
+    if s.wants("shards") {
+        results.shards = Some(phases::phase_shards(s, client).await);
     }
     if s.wants("peers") {
         results.peers_phase = Some(phases::phase_peers(s, client).await);

@@ -37,7 +37,12 @@ pub fn launch(s: &Settings) -> Launch {
 impl BenchOperator {
     /// `stepwise controller --namespace NS`, once it reports ready.
     pub async fn start(s: &Settings, ns: &str) -> BenchOperator {
-        let operator = Operator::start(&launch(s), ns).await;
+        BenchOperator::start_with(s, ns, &[]).await
+    }
+
+    /// The same, with `extra` arguments (`--shard NAME`).
+    pub async fn start_with(s: &Settings, ns: &str, extra: &[&str]) -> BenchOperator {
+        let operator = Operator::start_with(&launch(s), ns, extra).await;
         let pid = operator.pid().expect("the operator runs");
         BenchOperator {
             sampler: ProcSampler::start(pid),

@@ -5,6 +5,7 @@
 mod handoff;
 mod peers;
 mod retry;
+mod shards;
 mod throughput;
 mod writes;
 
@@ -17,6 +18,7 @@ use stepwise_testkit::TestNamespace;
 pub use handoff::phase_handoff;
 pub use peers::phase_peers;
 pub use retry::phase_retry;
+pub use shards::phase_shards;
 pub use throughput::phase_throughput;
 
 use crate::raw::create_all;

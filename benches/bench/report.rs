@@ -4,6 +4,7 @@
 
 mod details;
 mod peers;
+mod shards;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -56,6 +57,7 @@ pub fn render(r: &Results, notes: &str) -> String {
     details::retry(&mut md, r);
     details::handoff(&mut md, r);
     details::throughput(&mut md, r);
+    shards::shards(&mut md, r);
     details::api_writes(&mut md, r);
     details::footprint(&mut md, r);
     md

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod peers;
+mod shards;
 pub use peers::{DriverRun, PeerHeadline, Peers, PeersPhase};
+pub use shards::{ShardProcess, ShardsResult};
 
 /// n, min, p50, p90, p99, max, mean of a sample (only `n` when it is empty).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -284,6 +286,8 @@ pub struct Results {
     pub handoff: Option<HandoffResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<ThroughputResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsResult>,
     pub machine: Machine,
     pub date: String,
     pub kubernetes: String,
@@ -309,6 +313,7 @@ impl Results {
             retry: phase(&v, "retry"),
             handoff: phase(&v, "handoff"),
             throughput: phase(&v, "throughput"),
+            shards: phase(&v, "shards"),
             peers_phase: phase(&v, "peers_phase"),
             ..Results::default()
         }
@@ -333,8 +338,10 @@ impl Results {
         self.writes_per_pod_total = stepwise.as_ref().and_then(|h| h.writes_per_pod_total);
         self.peers = runs.map(|_| Peers {
             tekton: head("tekton"),
+            tekton_tuned: head("tekton-tuned"),
             argo: head("argo"),
             argo_requeue_1s: head("argo-1s"),
+            argo_tuned: head("argo-tuned"),
         });
     }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every phase, in the order they run.
-pub const PHASES: &str = "retry,handoff,throughput";
+pub const PHASES: &str = "retry,handoff,throughput,shards";
 /// The peers phase's drivers, in the order they run.
-pub const PEERS: &str = "stepwise,tekton,argo,argo-1s";
+pub const PEERS: &str = "stepwise,tekton,tekton-tuned,argo,argo-1s,argo-tuned";
 
 pub struct Settings {
     pub root: PathBuf,

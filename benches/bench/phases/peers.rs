@@ -37,7 +37,8 @@ pub async fn phase_peers(s: &Settings, client: &Client) -> PeersPhase {
     for name in &s.peers {
         let Some(d) = Driver::parse(name) else {
             log(format!(
-                "peers: unknown driver {name:?} (stepwise|tekton|argo|argo-1s)"
+                "peers: unknown driver {name:?} (one of {})",
+                crate::settings::PEERS
             ));
             continue;
         };
@@ -50,8 +51,8 @@ pub async fn phase_peers(s: &Settings, client: &Client) -> PeersPhase {
 fn version(s: &Settings, d: Driver) -> String {
     let var = match d {
         Driver::Stepwise => return git_revision(&s.root),
-        Driver::Tekton => "TEKTON_VERSION",
-        Driver::Argo | Driver::Argo1s => "ARGO_WORKFLOWS_VERSION",
+        d if d.is_tekton() => "TEKTON_VERSION",
+        _ => "ARGO_WORKFLOWS_VERSION",
     };
     let file = std::fs::read_to_string(s.root.join("scripts/versions.sh")).unwrap_or_default();
     let pinned = file

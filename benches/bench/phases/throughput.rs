@@ -105,7 +105,7 @@ async fn raw_run(s: &Settings, client: &Client, pids: &BTreeMap<String, u32>) ->
     }
 }
 
-fn releases(n: usize) -> Vec<Deployment> {
+pub(super) fn releases(n: usize) -> Vec<Deployment> {
     (0..n)
         .map(|i| {
             release(
@@ -120,7 +120,7 @@ fn releases(n: usize) -> Vec<Deployment> {
 }
 
 /// Waits until `n` releases succeeded, saying how far it is every 30 s.
-async fn wait_all(s: &Settings, rec: &Recorder, n: usize, started: Instant) -> bool {
+pub(super) async fn wait_all(s: &Settings, rec: &Recorder, n: usize, started: Instant) -> bool {
     let mut last_report = Instant::now();
     poll_until(s.phase_timeout, Duration::from_millis(100), || {
         let done = rec.with(|x| x.deployments_succeeded.len());

@@ -8,10 +8,12 @@ use crate::results::{DriverRun, Results};
 use crate::stats::round3;
 
 /// (heading, key in the runs) of the peers, in column order.
-const PEERS: [(&str, &str); 3] = [
+const PEERS: [(&str, &str); 5] = [
     ("Tekton", "tekton"),
+    ("Tekton (tuned)", "tekton-tuned"),
     ("Argo (default requeue)", "argo"),
     ("Argo (requeue 1 s)", "argo-1s"),
+    ("Argo (tuned)", "argo-tuned"),
 ];
 
 type Metric = (&'static str, fn(&DriverRun) -> Option<f64>);

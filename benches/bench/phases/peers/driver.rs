@@ -13,11 +13,26 @@ use stepwise_testkit::manifests::{action, release};
 pub enum Driver {
     Stepwise,
     Tekton,
+    /// Tekton tuned for throughput: `-kube-api-qps 200 -kube-api-burst 400
+    /// -threads-per-controller 16`.
+    TektonTuned,
     /// Argo at its default requeue time.
     Argo,
     /// Argo with `DEFAULT_REQUEUE_TIME=1s`.
     Argo1s,
+    /// Argo tuned for throughput: 1 s requeue and `--qps 400 --burst 800`.
+    ArgoTuned,
 }
+
+/// Every driver, in the order the phase runs them by default.
+pub const ALL: [Driver; 6] = [
+    Driver::Stepwise,
+    Driver::Tekton,
+    Driver::TektonTuned,
+    Driver::Argo,
+    Driver::Argo1s,
+    Driver::ArgoTuned,
+];
 
 /// What a release looks like: `steps` x `actions`, and whether its first
 /// action fails twice and succeeds on attempt 3 (2 s between attempts).
@@ -30,13 +45,7 @@ pub struct Shape {
 
 impl Driver {
     pub fn parse(name: &str) -> Option<Driver> {
-        match name {
-            "stepwise" => Some(Driver::Stepwise),
-            "tekton" => Some(Driver::Tekton),
-            "argo" => Some(Driver::Argo),
-            "argo-1s" => Some(Driver::Argo1s),
-            _ => None,
-        }
+        ALL.into_iter().find(|d| d.key() == name)
     }
 
     /// Its name in settings, scripts/peers.sh and the results.
@@ -44,16 +53,23 @@ impl Driver {
         match self {
             Driver::Stepwise => "stepwise",
             Driver::Tekton => "tekton",
+            Driver::TektonTuned => "tekton-tuned",
             Driver::Argo => "argo",
             Driver::Argo1s => "argo-1s",
+            Driver::ArgoTuned => "argo-tuned",
         }
+    }
+
+    /// Whether this is (a setting of) Tekton, else Argo, when not Stepwise.
+    pub fn is_tekton(self) -> bool {
+        matches!(self, Driver::Tekton | Driver::TektonTuned)
     }
 
     pub fn resource(self) -> ApiResource {
         let (g, v, k, p) = match self {
             Driver::Stepwise => ("stepwise.dev", "v1alpha1", "Deployment", "deployments"),
-            Driver::Tekton => ("tekton.dev", "v1", "PipelineRun", "pipelineruns"),
-            Driver::Argo | Driver::Argo1s => ("argoproj.io", "v1alpha1", "Workflow", "workflows"),
+            d if d.is_tekton() => ("tekton.dev", "v1", "PipelineRun", "pipelineruns"),
+            _ => ("argoproj.io", "v1alpha1", "Workflow", "workflows"),
         };
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), p)
     }
@@ -62,7 +78,7 @@ impl Driver {
     /// between attempts; why not, when it cannot.
     pub fn retry_unsupported(self) -> Option<&'static str> {
         match self {
-            Driver::Tekton => Some(
+            d if d.is_tekton() => Some(
                 "not run: Tekton retries a Task at once (no wait between attempts can be set), \
                  and its retry pods carry no attempt number kwok could script a failure on",
             ),
@@ -73,8 +89,8 @@ impl Driver {
     pub fn manifest(self, name: &str, shape: Shape) -> DynamicObject {
         let value = match self {
             Driver::Stepwise => stepwise(name, shape),
-            Driver::Tekton => tekton(name, shape),
-            Driver::Argo | Driver::Argo1s => argo(name, shape),
+            d if d.is_tekton() => tekton(name, shape),
+            _ => argo(name, shape),
         };
         serde_json::from_value(value).expect("a valid object")
     }
@@ -84,8 +100,8 @@ impl Driver {
         let status = o.data.get("status")?;
         match self {
             Driver::Stepwise => phase(status, &["Succeeded"], &["Failed"]),
-            Driver::Argo | Driver::Argo1s => phase(status, &["Succeeded"], &["Failed", "Error"]),
-            Driver::Tekton => {
+            d if !d.is_tekton() => phase(status, &["Succeeded"], &["Failed", "Error"]),
+            _ => {
                 let conditions = status.get("conditions")?.as_array()?;
                 let c = conditions.iter().find(|c| c["type"] == "Succeeded")?;
                 match c["status"].as_str()? {

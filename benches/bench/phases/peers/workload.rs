@@ -48,10 +48,19 @@ impl Outcomes {
         self.seen.lock().ok()?.get(name).copied()
     }
 
-    pub fn count(&self) -> (usize, usize) {
-        let m = self.seen.lock().map(|m| m.clone()).unwrap_or_default();
-        let ok = m.values().filter(|(_, ok)| *ok).count();
-        (ok, m.len() - ok)
+    /// Succeeded and failed outcomes of the objects named `prefix`...: the
+    /// namespace also holds the one-by-one workloads' objects.
+    pub fn count(&self, prefix: &str) -> (usize, usize) {
+        let Ok(m) = self.seen.lock() else {
+            return (0, 0);
+        };
+        let mine: Vec<bool> = m
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, (_, ok))| *ok)
+            .collect();
+        let ok = mine.iter().filter(|ok| **ok).count();
+        (ok, mine.len() - ok)
     }
 }
 
@@ -104,6 +113,9 @@ pub async fn one_by_one(
     (secs, bad)
 }
 
+/// The names of the releases `all_at_once` creates start with this.
+const ALL_PREFIX: &str = "t-";
+
 /// `n` releases created at once (`concurrency` creates in flight); the wall
 /// time from the first create to the last outcome, and how many succeeded.
 pub async fn all_at_once(
@@ -114,7 +126,7 @@ pub async fn all_at_once(
     timeout: Duration,
 ) -> (Option<Duration>, usize) {
     let objs: Vec<DynamicObject> = (0..n)
-        .map(|i| d.manifest(&format!("t-{i:04}"), throughput_shape()))
+        .map(|i| d.manifest(&format!("{ALL_PREFIX}{i:04}"), throughput_shape()))
         .collect();
     let started = Instant::now();
     let refused = crate::raw::create_all(&out.api, objs, concurrency).await;
@@ -123,7 +135,7 @@ pub async fn all_at_once(
     }
     let mut last_report = Instant::now();
     let finished = poll_until(timeout, Duration::from_millis(100), || {
-        let (ok, failed) = out.count();
+        let (ok, failed) = out.count(ALL_PREFIX);
         if last_report.elapsed() > Duration::from_secs(30) {
             log(format!(
                 "peers: {}: {ok}/{n} succeeded ({failed} failed) after {:.0} s",
@@ -136,7 +148,7 @@ pub async fn all_at_once(
     })
     .await;
     let wall = started.elapsed();
-    let (ok, _) = out.count();
+    let (ok, _) = out.count(ALL_PREFIX);
     (finished.then_some(wall), ok)
 }
 
