@@ -150,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn run_controller(args: ControllerArgs) -> Result<()> {
     telemetry::init_tracing(args.log_format == LogFormat::Json);
+    let shutdown = Shutdown::listen()?;
     let client = Client::try_default()
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
@@ -176,7 +177,7 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
             settings,
             metrics.clone(),
             health.clone(),
-            shutdown_signal(),
+            shutdown.signalled(),
         )
     };
     let work = async {
@@ -208,7 +209,7 @@ async fn run_controller(args: ControllerArgs) -> Result<()> {
                     metrics.leader.set(1);
                     run().await
                 },
-                shutdown_signal,
+                || shutdown.signalled(),
             )
             .await;
         metrics.leader.set(0);
@@ -234,25 +235,39 @@ fn hostname() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// SIGTERM or Ctrl-C, listened for from the start of the process and kept:
+/// a signal that arrives while nothing waits (between the standby's wait and
+/// the controllers', say) still stops the operator, where a listener created
+/// later would never see it.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn listen() -> Result<Shutdown> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::Config(format!("listening for SIGTERM: {e}")))?;
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            let term = term.recv();
+            #[cfg(not(unix))]
+            let term = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term => {},
             }
-            Err(_) => std::future::pending::<()>().await,
+            let _ = tx.send(true);
+        });
+        Ok(Shutdown(rx))
+    }
+
+    /// Resolves once a signal came, before or after the call.
+    fn signalled(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }
 
