@@ -202,6 +202,12 @@ async fn only_the_failed_action_is_retried_after_its_delay() {
         );
     }
     assert_attempt_metrics(&op.metrics().await, 5, 2, 3, 2);
+    // Both retries came through the due-time lane, not the controller's queue.
+    let lane = op
+        .log_text()
+        .matches("due-time lane created the Job")
+        .count();
+    assert_eq!(lane, 2, "{}", op.log_text());
     drop(op);
     ns.cleanup().await;
 }

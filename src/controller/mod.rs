@@ -20,7 +20,6 @@ mod writes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
@@ -33,13 +32,14 @@ pub(crate) use writes::publish;
 
 use crate::api::{Deployment, Step};
 use crate::telemetry::Metrics;
+use crate::view::{CachedJob, CachedPod};
 use crate::{Error, Result};
 
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub jobs: Store<Job>,
-    pub pods: Store<Pod>,
+    pub jobs: Store<CachedJob>,
+    pub pods: Store<CachedPod>,
     /// Pod names by (namespace, Job name), so a reconcile never scans every pod.
     pub pods_by_job: Arc<PodIndex>,
     /// When the watches first delivered each Job's failure.
@@ -55,6 +55,8 @@ pub struct Context {
     pub deployment_status: Written<crate::api::DeploymentStatus>,
     /// Job creates refused for now, per Step (for their backoff).
     pub refusals: Refusals,
+    /// Retries falling due, each created by a task of its own (`step::lane`).
+    pub lane: step::lane::Lane,
 }
 
 impl Context {

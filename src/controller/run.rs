@@ -64,6 +64,7 @@ pub async fn run(
         step_status: Written::default(),
         deployment_status: Written::default(),
         refusals: Refusals::default(),
+        lane: Default::default(),
         synced: synced_rx,
     });
 

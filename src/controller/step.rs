@@ -9,7 +9,9 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
+mod counts;
 mod gather;
+pub mod lane;
 mod stuck;
 
 use super::writes::{refused_for_good, reject, rejected_message};
@@ -18,8 +20,8 @@ use crate::api::{
     ANNOTATION_APPROVAL, ANNOTATION_CANCEL, ANNOTATION_DECIDED_BY, ANNOTATION_DECISION,
     ANNOTATION_RECORDED_APPROVAL, ANNOTATION_RECORDED_DECISION, Outcome, Phase, Step, StepStatus,
 };
+use crate::plan::rejected;
 use crate::plan::step::{Refused, StepObservation, StepPlan, plan};
-use crate::plan::{EventReason, rejected};
 use crate::view::{foreign_job, job_view};
 use crate::{Error, KubeContext, Result, jobs, retry};
 
@@ -35,7 +37,7 @@ pub fn error_policy(_step: Arc<Step>, error: &Error, _ctx: Arc<Context>) -> Acti
     retry_later(error)
 }
 
-async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner(step: &Step, ctx: &Arc<Context>) -> Result<Action> {
     ctx.synced().await?;
     if step.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -44,35 +46,10 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or_else(|| Error::Invalid("Step without a namespace".into()))?;
     let name = step.name_any();
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let previous = ctx.step_status.freshest(
-        &ns,
-        &name,
-        step.metadata.resource_version.as_deref(),
-        step.status.clone().unwrap_or_default(),
-    );
-
-    let mut found = gather::gather(step, ctx, &previous, &ns, &name);
-    confirm_running(step, &jobs_api, &previous, &mut found).await?;
-    gather::failed_create(&ctx.client, &ns, &mut found).await?;
-
     let uid = step.uid().unwrap_or_default();
-    let mut observation = StepObservation {
-        step_name: &name,
-        generation: step.metadata.generation,
-        seed: &uid,
-        previous: previous.clone(),
-        jobs: found.views,
-        decision_annotation: annotation(step, ANNOTATION_DECISION),
-        approval_annotation: annotation(step, ANNOTATION_APPROVAL),
-        decided_by: annotation(step, ANNOTATION_DECIDED_BY),
-        cancel_annotation: annotation(step, ANNOTATION_CANCEL),
-        foreign: found.foreign,
-        refused: None,
-        recorded_approval: annotation(step, ANNOTATION_RECORDED_APPROVAL)
-            .and_then(|v| serde_json::from_str(v).ok()),
-        created_at: step.creation_timestamp().map(|t| t.0),
-    };
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut observation = observation(step, ctx, &jobs_api, &name, &uid).await?;
+    let previous = observation.previous.clone();
     let now = now();
     let mut planned = plan(&step.spec, &observation, now);
     tracing::debug!(phase = ?planned.status.phase, create = ?planned.create, requeue_at = ?planned.requeue_at, "planned");
@@ -114,6 +91,43 @@ async fn reconcile_inner(step: &Step, ctx: &Context) -> Result<Action> {
     apply(step, ctx, &previous, &mut planned, created_at).await
 }
 
+/// What the Step's Jobs, pods and annotations say now, from the status it
+/// last wrote (`name` and `uid` are the Step's).
+async fn observation<'a>(
+    step: &'a Step,
+    ctx: &Context,
+    jobs_api: &Api<Job>,
+    name: &'a str,
+    uid: &'a str,
+) -> Result<StepObservation<'a>> {
+    let ns = step.namespace().unwrap_or_default();
+    let previous = ctx.step_status.freshest(
+        &ns,
+        name,
+        step.metadata.resource_version.as_deref(),
+        step.status.clone().unwrap_or_default(),
+    );
+    let mut found = gather::gather(step, ctx, &previous, &ns, name);
+    confirm_running(step, jobs_api, &previous, &mut found).await?;
+    gather::failed_create(&ctx.client, &ns, &mut found).await?;
+    Ok(StepObservation {
+        step_name: name,
+        generation: step.metadata.generation,
+        seed: uid,
+        previous,
+        jobs: found.views,
+        decision_annotation: annotation(step, ANNOTATION_DECISION),
+        approval_annotation: annotation(step, ANNOTATION_APPROVAL),
+        decided_by: annotation(step, ANNOTATION_DECIDED_BY),
+        cancel_annotation: annotation(step, ANNOTATION_CANCEL),
+        foreign: found.foreign,
+        refused: None,
+        recorded_approval: annotation(step, ANNOTATION_RECORDED_APPROVAL)
+            .and_then(|v| serde_json::from_str(v).ok()),
+        created_at: step.creation_timestamp().map(|t| t.0),
+    })
+}
+
 fn annotation<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
     step.annotations().get(key).map(String::as_str)
 }
@@ -145,7 +159,7 @@ async fn confirm_running(
                 .context(|| format!("reading Job {}", attempt.job))?;
             match job {
                 Some(j) if jobs::owned_by(&j, step) => {
-                    found.views.insert(key, job_view(&j, None, None));
+                    found.views.insert(key, job_view(&j.into(), None, None));
                 }
                 Some(j) => {
                     found.foreign.insert(key, foreign_job(&j));
@@ -180,6 +194,19 @@ async fn create_job(
         Ok(h) => h,
         Err(why) => return Ok(Created::Refused(why)),
     };
+    // A cached finished Step has no templates (`view::trim_finished_step`).
+    let full;
+    let step = if crate::view::templates_dropped(step.spec.actions.iter()) {
+        let steps: Api<Step> =
+            Api::namespaced(client.clone(), &step.namespace().unwrap_or_default());
+        full = steps
+            .get(&step.name_any())
+            .await
+            .context(|| format!("reading Step {}", step.name_any()))?;
+        &full
+    } else {
+        step
+    };
     let job = jobs::build(step, create.action, create.attempt, now, hardening)?;
     let action = &step.spec.actions[create.action].name;
     let job_name = job.name_any();
@@ -213,7 +240,7 @@ async fn create_job(
 
 async fn apply(
     step: &Step,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     previous: &StepStatus,
     planned: &mut StepPlan,
     created_at: jiff::Timestamp,
@@ -238,7 +265,7 @@ async fn apply(
         ctx.step_status
             .write(&api, &ns, &name, &planned.status)
             .await?;
-        count(ctx, step, previous, planned, created_at);
+        counts::count(ctx, step, previous, planned, created_at);
         // Status now holds each failure's time: the clock's entries are done.
         for attempt in planned.status.actions.iter().flat_map(|a| &a.attempts) {
             if attempt.failure_seen_at.is_some() {
@@ -257,7 +284,12 @@ async fn apply(
     Ok(if planned.requeue_now || changed_meanwhile {
         Action::requeue(Duration::from_millis(50))
     } else if let Some(due) = planned.requeue_at {
-        requeue_at(due)
+        if planned.status.phase == Some(Phase::Retrying) && planned.create.is_none() {
+            lane::schedule(ctx, step, due);
+            requeue_at(due.checked_add(lane::BACKSTOP).unwrap_or(due))
+        } else {
+            requeue_at(due)
+        }
     } else if planned.status.phase.is_some_and(Phase::is_terminal) {
         Action::await_change()
     } else {
@@ -301,78 +333,6 @@ async fn record(step: &Step, ctx: &Context, planned: &StepPlan) -> Result<()> {
 /// A record as the JSON string an annotation holds.
 fn to_annotation<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|source| Error::Serialize { what, source })
-}
-
-/// Metrics follow what the written status says happened, once.
-/// `created_at` is when the create of the planned Job returned.
-fn count(
-    ctx: &Context,
-    step: &Step,
-    previous: &StepStatus,
-    planned: &StepPlan,
-    created_at: jiff::Timestamp,
-) {
-    let m = &ctx.metrics;
-    if planned.create.is_some() {
-        m.attempt("started");
-    }
-    for e in &planned.events {
-        match e.reason {
-            EventReason::AttemptFailed => m.attempt("failed"),
-            EventReason::RetryScheduled => {
-                m.retries_scheduled.inc();
-            }
-            EventReason::GuidedFailure => {
-                m.guided_failures.inc();
-            }
-            _ => {}
-        }
-    }
-    // New decisions (the list is bounded: compare by what they answered).
-    for d in planned.status.decisions.iter().filter(|d| {
-        !previous
-            .decisions
-            .iter()
-            .any(|p| p.action == d.action && p.attempt == d.attempt)
-    }) {
-        if planned
-            .events
-            .iter()
-            .any(|e| e.reason == EventReason::DecisionApplied)
-        {
-            m.decision(d.decision);
-        }
-    }
-    let succeeded = |s: &StepStatus| {
-        s.actions
-            .iter()
-            .flat_map(|a| &a.attempts)
-            .filter(|a| a.outcome == Outcome::Succeeded)
-            .count()
-    };
-    for _ in succeeded(previous)..succeeded(&planned.status) {
-        m.attempt("succeeded");
-    }
-    // How late a retry's Job came compared with its schedule.
-    if let (Some(c), Some(policy)) = (planned.create, step.spec.retries.as_ref()) {
-        let action = &planned.status.actions[c.action];
-        let failed = action
-            .attempts
-            .iter()
-            .find(|a| a.number + 1 == c.attempt)
-            .filter(|a| retry::automatic_attempts(Some(policy), a) > a.number);
-        if let Some(failed) = failed.filter(|a| a.failure_seen_at.is_some()) {
-            let due = retry::due(
-                policy,
-                failed,
-                &step.uid().unwrap_or_default(),
-                &action.name,
-                created_at,
-            );
-            m.retry_delay_error
-                .observe(created_at.duration_since(due).as_secs_f64());
-        }
-    }
 }
 
 /// Deletes a Job and, before it, its pods; a Job already gone is fine.

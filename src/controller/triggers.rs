@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, future, stream};
-use k8s_openapi::api::{batch::v1::Job, core::v1::Pod};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, utils::PredicateConfig, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -22,6 +21,7 @@ use super::{api, deployment};
 use crate::api::{Deployment, LABEL_STEP, Step};
 use crate::shard;
 use crate::telemetry::Metrics;
+use crate::view::{CachedJob as Job, CachedPod as Pod};
 
 /// The Job and pod caches, and the Steps their changes wake.
 pub(super) struct StepWatches<W> {
@@ -31,7 +31,8 @@ pub(super) struct StepWatches<W> {
 }
 
 /// Watches the Jobs and pods labelled with a Step, keeping only what
-/// reconciles read (status, labels and owners), and stamps failures on the clock.
+/// reconciles read (status, labels and owners: their specs are never
+/// deserialised), and stamps failures on the clock.
 pub(super) fn job_and_pod_watches(
     client: &Client,
     ns: Option<&str>,
@@ -45,10 +46,7 @@ pub(super) fn job_and_pod_watches(
         job_writer,
         watcher(api::<Job>(client, ns), managed.clone())
             .default_backoff()
-            .modify(|j: &mut Job| {
-                j.managed_fields_mut().clear();
-                j.spec = None;
-            }),
+            .modify(|j: &mut Job| j.managed_fields_mut().clear()),
     );
     let (pods, pod_writer) = reflector::store::<Pod>();
     let pod_events = reflector::reflector(
@@ -147,7 +145,10 @@ pub(super) fn step_watch(
             watcher::Config::default().labels(&shard::selector(shard)),
         )
         .default_backoff()
-        .modify(|s: &mut Step| s.managed_fields_mut().clear()),
+        .modify(|s: &mut Step| {
+            s.managed_fields_mut().clear();
+            crate::view::trim_finished_step(s);
+        }),
     );
     let (mut asked, mut mirrored) = (Changes::default(), Changes::default());
     let wake_deployments = step_events.filter_map(move |event| {
@@ -210,6 +211,7 @@ pub(super) fn deployment_watch(
             d.managed_fields_mut().clear();
             // kubectl's client-side apply keeps a second copy of the spec here.
             d.annotations_mut().remove(LAST_APPLIED);
+            crate::view::trim_finished_deployment(d);
         }),
     );
     // A release arriving, starting, finishing or going wakes the others of its

@@ -191,7 +191,7 @@ fn restrict(pod: &mut k8s_openapi::api::core::v1::PodSpec, hardening: Hardening)
 }
 
 /// Whether `job` is one of the step's Jobs (owned by it, not merely named like one).
-pub fn owned_by(job: &Job, step: &Step) -> bool {
+pub fn owned_by(job: &impl Resource, step: &Step) -> bool {
     let uid = step.meta().uid.as_deref();
     job.owner_references()
         .iter()

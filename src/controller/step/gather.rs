@@ -62,9 +62,9 @@ pub fn gather(step: &Step, ctx: &Context, previous: &StepStatus, ns: &str, name:
                 continue;
             };
             let key = (action.name.clone(), attempt);
-            if !jobs::owned_by(&job, step) {
+            if !jobs::owned_by(&*job, step) {
                 // Never an attempt of this Step, whatever its labels say.
-                found.foreign.insert(key, foreign_job(&job));
+                found.foreign.insert(key, foreign_job(&*job));
                 continue;
             }
             let pod = ctx

@@ -1,10 +1,10 @@
 //! What a Job says about its attempt.
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
+use k8s_openapi::api::batch::v1::JobCondition;
+use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
+use super::cached::{CachedJob as Job, CachedPod as Pod};
 use super::pod::{PodView, pod_view, raw_kept};
 use crate::api::{ANNOTATION_CREATED_AT, ANNOTATION_RECORDED_DECISION, ANNOTATION_START_FAILURE};
 use crate::plan::Owner;
@@ -60,7 +60,7 @@ pub fn attempt_stopped(job: &Job, pod: Option<&Pod>) -> bool {
 }
 
 /// A Job under one of the Step's names whose controller is something else.
-pub fn foreign_job(job: &Job) -> ForeignJob {
+pub fn foreign_job(job: &impl Resource) -> ForeignJob {
     let owner = job
         .owner_references()
         .iter()

@@ -5,9 +5,13 @@
 //! `pod_trigger`: hashes of what the views read). The shell only looks
 //! objects up in its caches and hands them here.
 
+mod cached;
 mod job;
 mod pod;
 
+pub use cached::{
+    CachedJob, CachedPod, templates_dropped, trim_finished_deployment, trim_finished_step,
+};
 pub use job::{
     StartFailure, attempt_stopped, foreign_job, job_failed, job_trigger, job_view, start_failure,
 };

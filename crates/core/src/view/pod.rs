@@ -1,8 +1,9 @@
 //! What a pod says about its attempt.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::ContainerStatus;
 use kube::ResourceExt;
 
+use super::cached::CachedPod as Pod;
 use crate::plan::step::{StartProblem, Waiting};
 use crate::reason::FailureReason;
 
@@ -164,7 +165,6 @@ pub fn start_problem(pod: &Pod) -> Option<Waiting> {
 /// cache's index). The cache holds one per attempt, so this is most of its size.
 pub fn trim_pod(p: &mut Pod) {
     p.managed_fields_mut().clear();
-    p.spec = None;
     if let Some(status) = p.status.as_mut() {
         // Only the conditions pod_view reads.
         if let Some(cs) = status.conditions.as_mut() {

@@ -1,8 +1,10 @@
 //! How Jobs and pods read: an attempt's failure counts only once nothing of
 //! it runs any more; each outcome's reason; what the cache keeps.
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::PodStatus;
+
+use super::{CachedJob as Job, CachedPod as Pod};
 
 use super::{attempt_stopped, job_view, pod_view, trim_pod};
 use crate::plan::step::{JobState, StartProblem};
