@@ -239,7 +239,6 @@ fn hostname() -> Option<String> {
 /// a signal that arrives while nothing waits (between the standby's wait and
 /// the controllers', say) still stops the operator, where a listener created
 /// later would never see it.
-#[derive(Clone)]
 struct Shutdown(tokio::sync::watch::Receiver<bool>);
 
 impl Shutdown {
