@@ -72,7 +72,7 @@ pub fn gather(step: &Step, ctx: &Context, previous: &StepStatus, ns: &str, name:
                 .newest(&ctx.pods, ns, &job_name, job.uid().as_deref());
             let seen = ctx.failures_seen.get(ns, &job_name);
             let view = job_view(&job, pod.as_deref(), seen);
-            if view.no_pod && view.waiting.is_none() {
+            if view.no_pod && view.waiting.is_none() && job_controller_tried(&job) {
                 let uid = job.uid().unwrap_or_default();
                 found.no_pod.push((key.clone(), job_name, uid));
             }
@@ -82,10 +82,21 @@ pub fn gather(step: &Step, ctx: &Context, previous: &StepStatus, ns: &str, name:
     found
 }
 
+/// Whether the Job controller has synced the Job (its first sync sets
+/// `startTime`, in the same status write that counts the pod it created) and
+/// still counts no pod: only then can a `FailedCreate` Event say why. Before
+/// that the Job controller is just behind (seconds behind under a burst of
+/// creates), and each Event list with a field selector costs the API server
+/// a scan of the namespace's Events: a 1,000-release throughput run made
+/// 3,449 such lists without this check, and 3,757 with a 2 s grace instead.
+fn job_controller_tried(job: &crate::view::CachedJob) -> bool {
+    job.status.as_ref().is_some_and(|s| s.start_time.is_some())
+}
+
 /// For each running attempt whose Job has no pod, the Job controller's
 /// newest `FailedCreate` Warning Event (admission or quota refused the pod),
 /// as the attempt's start problem. One list call per such attempt, with a
-/// field selector, and only while it has no pod.
+/// field selector, and only once the Job controller has tried to create it.
 pub async fn failed_create(client: &kube::Client, ns: &str, found: &mut Gathered) -> Result<()> {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     for (key, job, uid) in std::mem::take(&mut found.no_pod) {
