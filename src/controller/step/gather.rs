@@ -82,9 +82,10 @@ pub fn gather(step: &Step, ctx: &Context, previous: &StepStatus, ns: &str, name:
     found
 }
 
-/// Whether the Job controller has synced the Job (its first sync sets
-/// `startTime`, in the same status write that counts the pod it created) and
-/// still counts no pod: only then can a `FailedCreate` Event say why. Before
+/// Whether the Job controller has synced the Job: its first sync sets
+/// `startTime` in the same status write that counts the pod it created, so a
+/// Job with `startTime` and no pod counted (`JobView::no_pod`) had its pod
+/// refused, and only then can a `FailedCreate` Event say why. Before
 /// that the Job controller is just behind (seconds behind under a burst of
 /// creates), and each Event list with a field selector costs the API server
 /// a scan of the namespace's Events: a 1,000-release throughput run made
