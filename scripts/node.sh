@@ -511,14 +511,18 @@ registerWithTaints:
   value: $LABEL_VALUE
   effect: NoSchedule
 # The imported images cannot be pulled again: never collect them, never
-# evict for disk space on a shared machine.
+# evict for disk space on a shared machine. Thresholds are absolute: a
+# percentage of a large shared disk (1% of 252G is 2.5G) can be crossed by
+# a test run's own build output, and DiskPressure taints the node, so the
+# scheduler places nothing on it.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:
   memory.available: "50Mi"
-  nodefs.available: "1%"
+  nodefs.available: "64Mi"
   nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
+  imagefs.available: "64Mi"
+evictionPressureTransitionPeriod: 10s
 serializeImagePulls: false
 maxPods: 50
 EOF

@@ -221,13 +221,32 @@ helm_install() {
   echo "helm install took $(secs $(($(now_ms) - t0)))"
 }
 
+# Why the operator's pods are not running, in a few lines ahead of the
+# long describe: the scheduler's verdicts, and what the real node says of
+# itself (conditions, taints, cordon, and the pods it holds against maxPods).
+why_pending() {
+  echo "--- scheduler events in $NS:"
+  k get events -n "$NS" --field-selector reason=FailedScheduling \
+    -o jsonpath='{range .items[*]}{.involvedObject.name}: {.message}{"\n"}{end}' | tail -n 6
+  echo "--- node $NODE:"
+  k get node "$NODE" -o json | jq -r '
+    "conditions: " + ([.status.conditions[] | "\(.type)=\(.status)" + (if .status == "True" and .type != "Ready" then " (\(.message))" else "" end)] | join(", ")),
+    "taints: " + ([.spec.taints[]? | "\(.key)=\(.value // "")/\(.effect)"] | join(", ")),
+    "unschedulable: \(.spec.unschedulable // false)",
+    "allocatable: cpu \(.status.allocatable.cpu), memory \(.status.allocatable.memory), pods \(.status.allocatable.pods)"'
+  echo "--- pods on $NODE not finished: $(k get pods -A --field-selector "spec.nodeName=$NODE,status.phase!=Succeeded,status.phase!=Failed" -o name | wc -l)"
+  k get pods -A --field-selector "spec.nodeName=$NODE,status.phase!=Succeeded,status.phase!=Failed" \
+    -o custom-columns=NS:.metadata.namespace,POD:.metadata.name,PHASE:.status.phase,DELETING:.metadata.deletionTimestamp --no-headers | head -n 15
+}
+
 both_ready_through_probes() {
   local t0 d c p addrs=() a
   t0="$(cat "$WORK/t-install")"
   if ! k rollout status "deployment/$REL" -n "$NS" --timeout="${TIMEOUT}s"; then
     echo "kubectl rollout status did not finish within ${TIMEOUT}s; pods:"
     k get pods -n "$NS" -o wide
-    k describe pods -n "$NS" -l "$SELECTOR" | tail -n 40
+    why_pending
+    k describe pods -n "$NS" -l "$SELECTOR" | tail -n 20
     return 1
   fi
   echo "2/2 Ready $(secs $(($(now_ms) - t0))) after helm install started"
@@ -348,6 +367,7 @@ leader_deleted_other_takes_over() {
 back_to_two() {
   if ! k rollout status "deployment/$REL" -n "$NS" --timeout="${TIMEOUT}s"; then
     k get pods -n "$NS" -o wide
+    why_pending
     return 1
   fi
   expect_eq "pods" "$(pods | wc -l)" 2
@@ -361,6 +381,7 @@ helm_upgrade_rolls_both() {
   if ! h upgrade "$REL" "$CHART" --namespace "$NS" -f "$WORK/values.yaml" \
     --set-string "podAnnotations.stepwise\.dev/rolled=$suffix" --wait --timeout "${TIMEOUT}s"; then
     k get pods -n "$NS" -o wide
+    why_pending
     return 1
   fi
   echo "helm upgrade --wait finished in $(secs $(($(now_ms) - t0)))"
