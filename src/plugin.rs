@@ -68,11 +68,7 @@ pub fn target<'a>(
 
 /// Whether the release has finished, for `status -w`.
 pub fn finished(deployment: &Deployment) -> bool {
-    deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .is_some_and(Phase::is_terminal)
+    deployment.finished()
 }
 
 /// The release as a tree: steps, actions, attempts with times, outcomes, the

@@ -33,6 +33,43 @@ fn fmt_num(x: Option<f64>, unit: &str) -> String {
 }
 
 /// One row of the goals table; `ratio` is measured / goal.
+/// A goal of the form "at most `limit`"; a row's ratio is measured / limit.
+struct Goal {
+    limit: f64,
+    unit: &'static str,
+}
+
+const RETRY_ERROR_MS: Goal = Goal {
+    limit: 50.0,
+    unit: " ms",
+};
+const THROUGHPUT_VS_RAW: Goal = Goal {
+    limit: 1.25,
+    unit: "",
+};
+const WRITES_PER_ATTEMPT: Goal = Goal {
+    limit: 3.0,
+    unit: "",
+};
+const PEAK_RSS_MIB: Goal = Goal {
+    limit: 50.0,
+    unit: " MiB",
+};
+const HANDOFF_MS: Goal = Goal {
+    limit: 100.0,
+    unit: " ms",
+};
+const HANDOFF_VS_RAW: Goal = Goal {
+    limit: 1.5,
+    unit: "x raw",
+};
+
+/// One goal's row: the measured value against the goal's limit.
+fn goal_row(md: &mut String, metric: &str, goal: &Goal, measured: String, value: Option<f64>) {
+    let label = format!("<= {}{}", goal.limit, goal.unit);
+    row(md, metric, &label, measured, value.map(|x| x / goal.limit));
+}
+
 fn row(md: &mut String, metric: &str, goal: &str, measured: String, ratio: Option<f64>) {
     let (ratio, verdict) = match ratio {
         Some(r) if r.is_finite() => (
@@ -95,51 +132,51 @@ fn goals(md: &mut String, r: &Results) {
     let _ = writeln!(md, "| Metric | Goal | Measured | Ratio | Verdict |");
     let _ = writeln!(md, "|---|---|---|---|---|");
     let retry = r.retry_delay_error_p99_ms;
-    row(
+    goal_row(
         md,
         "Retry delay error p99 (failed pod seen -> next Job seen, minus delay)",
-        "<= 50 ms",
+        &RETRY_ERROR_MS,
         fmt_num(retry, "ms"),
-        retry.map(|x| x.abs() / 50.0),
+        retry.map(f64::abs),
     );
     let op_retry = r.retry.as_ref().and_then(|x| x.operator_error_ms.p99);
-    row(
+    goal_row(
         md,
         "Retry delay error p99, operator-recorded (failureSeenAt -> startedAt)",
-        "<= 50 ms",
+        &RETRY_ERROR_MS,
         fmt_num(op_retry, "ms"),
-        op_retry.map(|x| x.abs() / 50.0),
+        op_retry.map(f64::abs),
     );
     handoff_goals(md, r);
     let tp = r.throughput.as_ref();
     let t = r.throughput_ratio;
-    row(
+    goal_row(
         md,
         "Throughput: operator wall time / raw client wall time",
-        "<= 1.25",
+        &THROUGHPUT_VS_RAW,
         format!(
             "{:.2} ({} vs {})",
             t.unwrap_or(f64::NAN),
             fmt_num(tp.and_then(|t| t.operator_wall_s), "s"),
             fmt_num(tp.and_then(|t| t.raw_wall_s), "s")
         ),
-        t.map(|x| x / 1.25),
+        t,
     );
     let w = r.writes_per_attempt;
-    row(
+    goal_row(
         md,
         "API writes per action attempt (operator's)",
-        "<= 3",
+        &WRITES_PER_ATTEMPT,
         format!("{:.2}", w.unwrap_or(f64::NAN)),
-        w.map(|x| x / 3.0),
+        w,
     );
     let rss = r.peak_rss_mib;
-    row(
+    goal_row(
         md,
         "Operator peak RSS (VmHWM), throughput run",
-        "<= 50 MiB",
+        &PEAK_RSS_MIB,
         fmt_num(rss, "MiB"),
-        rss.map(|x| x / 50.0),
+        rss,
     );
     let _ = writeln!(
         md,
@@ -151,32 +188,32 @@ fn goals(md: &mut String, r: &Results) {
 fn handoff_goals(md: &mut String, r: &Results) {
     let ho = r.handoff.as_ref();
     let (h, hr) = (r.handoff_p99_ms, r.handoff_raw_p99_ms);
-    row(
+    goal_row(
         md,
         "Hand-off p99 (Job done -> next Job created)",
-        "<= 100 ms",
+        &HANDOFF_MS,
         format!(
             "{} (p50 {})",
             fmt_num(h, "ms"),
             fmt_num(ho.and_then(|x| x.operator_ms.p50), "ms")
         ),
-        h.map(|x| x / 100.0),
+        h,
     );
     let vs_raw = match (h, hr) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     };
-    row(
+    goal_row(
         md,
         "Hand-off p99 vs raw client",
-        "<= 1.5x raw",
+        &HANDOFF_VS_RAW,
         format!(
             "{} vs raw {} (raw p50 {})",
             fmt_num(h, "ms"),
             fmt_num(hr, "ms"),
             fmt_num(ho.and_then(|x| x.raw_ms.p50), "ms")
         ),
-        vs_raw.map(|x| x / 1.5),
+        vs_raw,
     );
 }
 

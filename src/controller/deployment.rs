@@ -243,18 +243,8 @@ async fn create_step(
     index: usize,
 ) -> Result<Option<Created>> {
     let name = d.name_any();
-    // A cached finished Deployment has no templates (`view::trim_finished_deployment`).
-    let full;
-    let d = if crate::view::templates_dropped(d.spec.steps.iter().flat_map(|s| &s.actions)) {
-        let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-        full = api
-            .get(&name)
-            .await
-            .context(|| format!("reading Deployment {ns}/{name}"))?;
-        &full
-    } else {
-        d
-    };
+    let dropped = crate::view::templates_dropped(d.spec.steps.iter().flat_map(|s| &s.actions));
+    let d = &*super::with_templates(&ctx.client, d, dropped).await?;
     let spec = step_spec(&d.spec, index)
         .ok_or_else(|| Error::Invalid(format!("deployment {name} has no step #{index}")))?;
     let owner = d

@@ -102,6 +102,34 @@ where
     }
 }
 
+/// The object itself, or, when the cache holds it without its templates
+/// (`view::trim_finished_step`, `view::trim_finished_deployment`), the whole
+/// object read from the API server: a create needs the templates.
+pub(crate) async fn with_templates<'a, K>(
+    client: &Client,
+    cached: &'a K,
+    dropped: bool,
+) -> Result<std::borrow::Cow<'a, K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    use crate::KubeContext;
+    use kube::ResourceExt;
+    if !dropped {
+        return Ok(std::borrow::Cow::Borrowed(cached));
+    }
+    let (ns, name) = (cached.namespace().unwrap_or_default(), cached.name_any());
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let full = api
+        .get(&name)
+        .await
+        .context(|| format!("reading {} {ns}/{name}", K::kind(&())))?;
+    Ok(std::borrow::Cow::Owned(full))
+}
+
 /// Times a reconcile and counts its result.
 pub(crate) fn observe(
     metrics: &Metrics,

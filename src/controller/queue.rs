@@ -171,12 +171,7 @@ impl Wakes {
         let ns = d.namespace();
         for other in self.store.state() {
             let same_key = other.spec.concurrency.as_ref().map(|c| &c.key) == Some(key);
-            let finished = other
-                .status
-                .as_ref()
-                .and_then(|s| s.phase)
-                .is_some_and(Phase::is_terminal);
-            if same_key && !finished && other.namespace() == ns && other.uid() != d.uid() {
+            if same_key && !other.finished() && other.namespace() == ns && other.uid() != d.uid() {
                 // Only fails once the Deployment controller has stopped.
                 let _ = self
                     .wake

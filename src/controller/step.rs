@@ -194,19 +194,8 @@ async fn create_job(
         Ok(h) => h,
         Err(why) => return Ok(Created::Refused(why)),
     };
-    // A cached finished Step has no templates (`view::trim_finished_step`).
-    let full;
-    let step = if crate::view::templates_dropped(step.spec.actions.iter()) {
-        let steps: Api<Step> =
-            Api::namespaced(client.clone(), &step.namespace().unwrap_or_default());
-        full = steps
-            .get(&step.name_any())
-            .await
-            .context(|| format!("reading Step {}", step.name_any()))?;
-        &full
-    } else {
-        step
-    };
+    let dropped = crate::view::templates_dropped(step.spec.actions.iter());
+    let step = &*super::with_templates(client, step, dropped).await?;
     let job = jobs::build(step, create.action, create.attempt, now, hardening)?;
     let action = &step.spec.actions[create.action].name;
     let job_name = job.name_any();

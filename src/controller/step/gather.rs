@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Event, Namespace};
-use kube::api::ListParams;
+use kube::api::{GetParams, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
@@ -24,14 +24,16 @@ pub struct Gathered {
     pub no_pod: Vec<(AttemptKey, String, String)>,
 }
 
-/// How far to harden the Step's next Job: read from its Namespace at each
-/// create, so a namespace relabelled `restricted` applies to the next attempt.
+/// How far to harden the Step's next Job: read from its Namespace's labels
+/// at each create, so a namespace relabelled `restricted` applies to the
+/// next attempt. Read at resourceVersion 0: the API server answers from its
+/// watch cache, milliseconds behind etcd, without a quorum read per Job.
 /// The error, in the API server's words, is for the Step's message.
 pub async fn hardening(client: &kube::Client, step: &Step) -> Result<jobs::Hardening, String> {
     let ns = step.namespace().unwrap_or_default();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let found = namespaces
-        .get_opt(&ns)
+        .get_metadata_opt_with(&ns, &GetParams::any())
         .await
         .map_err(|e| format!("reading Namespace {ns}: {e}"))?;
     let labels = found.map(|n| n.labels().clone()).unwrap_or_default();

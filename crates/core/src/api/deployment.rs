@@ -171,3 +171,14 @@ pub struct StepSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+impl Deployment {
+    /// Whether the release has ended (its status says a terminal phase):
+    /// it creates no Step again.
+    pub fn finished(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(Phase::is_terminal)
+    }
+}

@@ -192,3 +192,14 @@ impl Approval {
         }
     }
 }
+
+impl Step {
+    /// Whether the step has ended (its status says a terminal phase): it
+    /// creates no Job again.
+    pub fn finished(&self) -> bool {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(super::Phase::is_terminal)
+    }
+}

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::Deserialize;
 
-use crate::api::{Action, Deployment, Phase, Step};
+use crate::api::{Action, Deployment, Step};
 
 /// A `batch/v1` Job without its spec.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -78,11 +78,7 @@ impl From<Pod> for CachedPod {
 /// its cached copy drops the actions' pod templates, most of its size: the
 /// cache then grows with the releases in flight, not with their history.
 pub fn trim_finished_step(s: &mut Step) {
-    if s.status
-        .as_ref()
-        .and_then(|st| st.phase)
-        .is_some_and(Phase::is_terminal)
-    {
+    if s.finished() {
         drop_templates(&mut s.spec.actions);
     }
 }
@@ -90,11 +86,7 @@ pub fn trim_finished_step(s: &mut Step) {
 /// A finished Deployment creates no Step again: its cached copy drops the
 /// pod templates of its steps' actions.
 pub fn trim_finished_deployment(d: &mut Deployment) {
-    if d.status
-        .as_ref()
-        .and_then(|st| st.phase)
-        .is_some_and(Phase::is_terminal)
-    {
+    if d.finished() {
         for step in &mut d.spec.steps {
             drop_templates(&mut step.actions);
         }
@@ -116,6 +108,7 @@ pub fn templates_dropped<'a>(mut actions: impl Iterator<Item = &'a Action>) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Phase;
 
     #[test]
     fn reads_a_job_as_the_api_serves_it_without_its_spec() {
