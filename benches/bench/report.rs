@@ -39,30 +39,16 @@ struct Goal {
     unit: &'static str,
 }
 
-const RETRY_ERROR_MS: Goal = Goal {
-    limit: 50.0,
-    unit: " ms",
-};
-const THROUGHPUT_VS_RAW: Goal = Goal {
-    limit: 1.25,
-    unit: "",
-};
-const WRITES_PER_ATTEMPT: Goal = Goal {
-    limit: 3.0,
-    unit: "",
-};
-const PEAK_RSS_MIB: Goal = Goal {
-    limit: 50.0,
-    unit: " MiB",
-};
-const HANDOFF_MS: Goal = Goal {
-    limit: 100.0,
-    unit: " ms",
-};
-const HANDOFF_VS_RAW: Goal = Goal {
-    limit: 1.5,
-    unit: "x raw",
-};
+const fn goal(limit: f64, unit: &'static str) -> Goal {
+    Goal { limit, unit }
+}
+
+const RETRY_ERROR_MS: Goal = goal(50.0, " ms");
+const THROUGHPUT_VS_RAW: Goal = goal(1.25, "");
+const WRITES_PER_ATTEMPT: Goal = goal(3.0, "");
+const PEAK_RSS_MIB: Goal = goal(50.0, " MiB");
+const HANDOFF_MS: Goal = goal(100.0, " ms");
+const HANDOFF_VS_RAW: Goal = goal(1.5, "x raw");
 
 /// One goal's row: the measured value against the goal's limit.
 fn goal_row(md: &mut String, metric: &str, goal: &Goal, measured: String, value: Option<f64>) {
