@@ -66,11 +66,6 @@ pub fn target<'a>(
     })
 }
 
-/// Whether the release has finished, for `status -w`.
-pub fn finished(deployment: &Deployment) -> bool {
-    deployment.finished()
-}
-
 /// The release as a tree: steps, actions, attempts with times, outcomes, the
 /// next retry time and the real error.
 pub fn render(deployment: &Deployment, steps: &[Step]) -> String {

@@ -234,9 +234,11 @@ why_pending() {
     "taints: " + ([.spec.taints[]? | "\(.key)=\(.value // "")/\(.effect)"] | join(", ")),
     "unschedulable: \(.spec.unschedulable // false)",
     "allocatable: cpu \(.status.allocatable.cpu), memory \(.status.allocatable.memory), pods \(.status.allocatable.pods)"'
-  echo "--- pods on $NODE not finished: $(k get pods -A --field-selector "spec.nodeName=$NODE,status.phase!=Succeeded,status.phase!=Failed" -o name | wc -l)"
-  k get pods -A --field-selector "spec.nodeName=$NODE,status.phase!=Succeeded,status.phase!=Failed" \
-    -o custom-columns=NS:.metadata.namespace,POD:.metadata.name,PHASE:.status.phase,DELETING:.metadata.deletionTimestamp --no-headers | head -n 15
+  local held
+  held="$(k get pods -A --field-selector "spec.nodeName=$NODE,status.phase!=Succeeded,status.phase!=Failed" \
+    -o custom-columns=NS:.metadata.namespace,POD:.metadata.name,PHASE:.status.phase,DELETING:.metadata.deletionTimestamp --no-headers)"
+  echo "--- pods on $NODE not finished: $(grep -c . <<<"$held")"
+  head -n 15 <<<"$held"
 }
 
 both_ready_through_probes() {

@@ -32,7 +32,6 @@ fn fmt_num(x: Option<f64>, unit: &str) -> String {
     }
 }
 
-/// One row of the goals table; `ratio` is measured / goal.
 /// A goal of the form "at most `limit`"; a row's ratio is measured / limit.
 struct Goal {
     limit: f64,
@@ -56,6 +55,7 @@ fn goal_row(md: &mut String, metric: &str, goal: &Goal, measured: String, value:
     row(md, metric, &label, measured, value.map(|x| x / goal.limit));
 }
 
+/// One row of the goals table; `ratio` is measured / goal.
 fn row(md: &mut String, metric: &str, goal: &str, measured: String, ratio: Option<f64>) {
     let (ratio, verdict) = match ratio {
         Some(r) if r.is_finite() => (

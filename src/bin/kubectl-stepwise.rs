@@ -8,7 +8,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 use stepwise::api::{ANNOTATION_CANCEL, Deployment, LABEL_DEPLOYMENT, Step};
-use stepwise::plugin::{Ask, finished, render, render_at, target};
+use stepwise::plugin::{Ask, render, render_at, target};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,7 +100,7 @@ async fn cancel(deployments: &Api<Deployment>, name: &str) -> Result<(), String>
         .await
         .map_err(|e| format!("cannot read deployment {name}: {e}"))?
         .ok_or_else(|| format!("deployment {name} not found"))?;
-    if finished(&d) {
+    if d.finished() {
         let phase = d.status.and_then(|s| s.phase).unwrap_or_default();
         return Err(format!(
             "deployment {name} has already finished (phase {}): nothing to cancel",
@@ -166,7 +166,7 @@ async fn status(
             print!("{}", render_at(&d, &all, Some(jiff::Timestamp::now())));
             last = tree;
         }
-        if !watch || finished(&d) {
+        if !watch || d.finished() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

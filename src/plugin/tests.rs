@@ -160,7 +160,7 @@ fn tree_shows_a_queued_release_and_what_it_waits_for() {
             "│ one at a time: concurrency key shop (Queue)",
         ]
     );
-    assert!(!finished(&d));
+    assert!(!d.finished());
 }
 
 #[test]
