@@ -25,7 +25,15 @@ use crate::{Error, KubeContext, Result};
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
     let span = info_span!("reconcile", kind = "Deployment", namespace = deployment.namespace().unwrap_or_default(), name = %deployment.name_any());
     let started = Instant::now();
-    let result = reconcile_inner(&deployment, &ctx).instrument(span).await;
+    let result = async {
+        let summary = crate::view::is_summary_deployment(&deployment);
+        match super::whole(&ctx.client, deployment, summary).await? {
+            Some(d) => reconcile_inner(&d, &ctx).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await;
     observe(&ctx.metrics, "deployment", started, &result);
     result
 }
@@ -243,8 +251,6 @@ async fn create_step(
     index: usize,
 ) -> Result<Option<Created>> {
     let name = d.name_any();
-    let dropped = crate::view::templates_dropped(d.spec.steps.iter().flat_map(|s| &s.actions));
-    let d = &*super::with_templates(&ctx.client, d, dropped).await?;
     let spec = step_spec(&d.spec, index)
         .ok_or_else(|| Error::Invalid(format!("deployment {name} has no step #{index}")))?;
     let owner = d

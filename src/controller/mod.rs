@@ -5,11 +5,12 @@
 //! - `triggers`: what wakes what;
 //! - `state`: what is remembered between reconciles (failure clock, pod index,
 //!   own writes, refusals);
-//! - `writes`: the status patch and Events both reconcilers use;
+//! - `writes`: the status patch and Events both reconcilers use (`events`: how an Event is made);
 //! - `step`, `deployment`: the two reconcilers; `annotations`: guarded annotation writes.
 
 pub mod annotations;
 pub mod deployment;
+pub mod events;
 mod queue;
 mod run;
 mod state;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -47,7 +47,7 @@ pub struct Context {
     pub steps: Store<Step>,
     /// Every Deployment, for the concurrency queue (see `queue`).
     pub deployments: Store<Deployment>,
-    pub recorder: Recorder,
+    pub events: events::EventWriter,
     pub metrics: Arc<Metrics>,
     /// True once every cache has been filled (see [`Context::synced`]).
     pub synced: tokio::sync::watch::Receiver<bool>,
@@ -102,14 +102,15 @@ where
     }
 }
 
-/// The object itself, or, when the cache holds it without its templates
+/// The object itself, or, when the cache holds only a summary of it
 /// (`view::trim_finished_step`, `view::trim_finished_deployment`), the whole
-/// object read from the API server: a create needs the templates.
-pub(crate) async fn with_templates<'a, K>(
+/// object as the API server has it (`None`: gone since, and its deletion
+/// event follows): a reconcile plans from the whole object only.
+pub(crate) async fn whole<K>(
     client: &Client,
-    cached: &'a K,
-    dropped: bool,
-) -> Result<std::borrow::Cow<'a, K>>
+    cached: Arc<K>,
+    summary: bool,
+) -> Result<Option<Arc<K>>>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -118,16 +119,16 @@ where
 {
     use crate::KubeContext;
     use kube::ResourceExt;
-    if !dropped {
-        return Ok(std::borrow::Cow::Borrowed(cached));
+    if !summary {
+        return Ok(Some(cached));
     }
     let (ns, name) = (cached.namespace().unwrap_or_default(), cached.name_any());
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    let full = api
-        .get(&name)
+    let found = api
+        .get_opt(&name)
         .await
         .context(|| format!("reading {} {ns}/{name}", K::kind(&())))?;
-    Ok(std::borrow::Cow::Owned(full))
+    Ok(found.map(Arc::new))
 }
 
 /// Times a reconcile and counts its result.

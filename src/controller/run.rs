@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::{StreamExt, future, stream};
 use kube::runtime::Controller;
 use kube::runtime::controller::Config as ControllerConfig;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -47,10 +46,6 @@ pub async fn run(
         triggers::deployment_watch(api::<Deployment>(&client, ns), shard, metrics.clone());
 
     let (synced_tx, synced_rx) = watch::channel(false);
-    let reporter = Reporter {
-        controller: "stepwise".into(),
-        instance: settings.instance.clone(),
-    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         jobs: watches.jobs,
@@ -59,7 +54,11 @@ pub async fn run(
         failures_seen,
         steps: step_watch.steps.clone(),
         deployments: deployments_seen.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        events: super::events::EventWriter::new(
+            client.clone(),
+            "stepwise",
+            settings.instance.clone(),
+        ),
         metrics,
         step_status: Written::default(),
         deployment_status: Written::default(),

@@ -50,7 +50,7 @@ pub struct PodIndex {
 }
 
 impl PodIndex {
-    pub const JOB_LABEL: &'static str = "batch.kubernetes.io/job-name";
+    pub const JOB_LABEL: &'static str = crate::view::JOB_NAME_LABEL;
 
     pub(super) fn add(&self, pod: &Pod) {
         let (Some(ns), Some(job)) = (pod.namespace(), pod.labels().get(Self::JOB_LABEL)) else {

@@ -28,7 +28,15 @@ use crate::{Error, KubeContext, Result, jobs, retry};
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
     let span = info_span!("reconcile", kind = "Step", namespace = step.namespace().unwrap_or_default(), name = %step.name_any());
     let started = Instant::now();
-    let result = reconcile_inner(&step, &ctx).instrument(span).await;
+    let result = async {
+        let summary = crate::view::is_summary_step(&step);
+        match super::whole(&ctx.client, step, summary).await? {
+            Some(step) => reconcile_inner(&step, &ctx).await,
+            None => Ok(Action::await_change()),
+        }
+    }
+    .instrument(span)
+    .await;
     observe(&ctx.metrics, "step", started, &result);
     result
 }
@@ -194,8 +202,6 @@ async fn create_job(
         Ok(h) => h,
         Err(why) => return Ok(Created::Refused(why)),
     };
-    let dropped = crate::view::templates_dropped(step.spec.actions.iter());
-    let step = &*super::with_templates(client, step, dropped).await?;
     let job = jobs::build(step, create.action, create.attempt, now, hardening)?;
     let action = &step.spec.actions[create.action].name;
     let job_name = job.name_any();

@@ -46,7 +46,7 @@ pub(super) fn job_and_pod_watches(
         job_writer,
         watcher(api::<Job>(client, ns), managed.clone())
             .default_backoff()
-            .modify(|j: &mut Job| j.managed_fields_mut().clear()),
+            .modify(|j: &mut Job| crate::view::trim_meta(&mut j.metadata)),
     );
     let (pods, pod_writer) = reflector::store::<Pod>();
     let pod_events = reflector::reflector(

@@ -59,24 +59,19 @@ where
     K: Resource<DynamicType = ()>,
     R: Resource<DynamicType = ()>,
 {
-    use kube::runtime::events::{Event, EventType};
+    use super::events::Note;
     if events.is_empty() {
         return;
     }
     let reference = obj.object_ref(&());
-    let recorder = ctx.recorder.clone();
-    let events: Vec<Event> = events
+    let writer = ctx.events.clone();
+    let notes: Vec<Note> = events
         .iter()
-        .map(|e| Event {
-            type_: if e.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+        .map(|e| Note {
+            warning: e.warning,
             reason: e.reason.as_str().into(),
-            note: Some(e.note.chars().take(1000).collect()),
-            action: e.reason.as_str().into(),
-            secondary: e.related.as_ref().map(|name| ObjectReference {
+            note: e.note.chars().take(1000).collect(),
+            related: e.related.as_ref().map(|name| ObjectReference {
                 api_version: Some(R::api_version(&()).into()),
                 kind: Some(R::kind(&()).into()),
                 name: Some(name.clone()),
@@ -86,9 +81,10 @@ where
         })
         .collect();
     tokio::spawn(async move {
-        for event in events {
-            if let Err(error) = recorder.publish(&event, &reference).await {
-                tracing::warn!(%error, reason = %event.reason, "could not publish event");
+        for note in notes {
+            let reason = note.reason.clone();
+            if let Err(error) = writer.publish(note, &reference).await {
+                tracing::warn!(%error, %reason, "could not publish event");
             }
         }
     });

@@ -69,7 +69,11 @@ pub(super) fn schedule(ctx: &Arc<Context>, step: &Step, due: jiff::Timestamp) {
         if !ctx.lane.take(&key, due) {
             return;
         }
-        let found = ctx.steps.get(&ObjectRef::new(&key.1).within(&key.0));
+        // A summary is a finished Step: nothing falls due on it.
+        let found = ctx
+            .steps
+            .get(&ObjectRef::new(&key.1).within(&key.0))
+            .filter(|s| !crate::view::is_summary_step(s));
         if let Some(step) = found
             && let Err(error) = create_due(&step, &ctx).await
         {

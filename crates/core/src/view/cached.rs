@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use serde::Deserialize;
 
-use crate::api::{Action, Deployment, Step};
+use crate::api::{Deployment, Step};
 
 /// A `batch/v1` Job without its spec.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -74,41 +74,75 @@ impl From<Pod> for CachedPod {
     }
 }
 
-/// A finished Step never runs an action again (the planner's contract), so
-/// its cached copy drops the actions' pod templates, most of its size: the
-/// cache then grows with the releases in flight, not with their history.
-pub fn trim_finished_step(s: &mut Step) {
-    if s.finished() {
-        drop_templates(&mut s.spec.actions);
+/// The label the Job controller puts on a Job's pods: the pod index reads it.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Keeps of a cached Job's or pod's metadata what the operator reads: name,
+/// namespace, uid, resourceVersion, times, owners, and the labels and
+/// annotations that are the operator's own (`stepwise.dev/...`) plus the
+/// pod's Job name. The rest (managed fields, the Job controller's other
+/// labels and finalizer, an action template's own annotations) is dropped.
+pub fn trim_meta(meta: &mut ObjectMeta) {
+    const OURS: &str = "stepwise.dev/";
+    meta.managed_fields = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| k.starts_with(OURS) || k == JOB_NAME_LABEL);
+    }
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k.starts_with(OURS));
     }
 }
 
-/// A finished Deployment creates no Step again: its cached copy drops the
-/// pod templates of its steps' actions.
-pub fn trim_finished_deployment(d: &mut Deployment) {
-    if d.finished() {
-        for step in &mut d.spec.steps {
-            drop_templates(&mut step.actions);
+/// A finished Step never runs an action again (the planner's contract), so
+/// its cached copy is a summary: what the Deployment reconciler and the
+/// queue read of it (metadata, phase, conditions, message, current action,
+/// attempt, deadline), without its actions or their attempts. Emptied, not
+/// only stripped of their pod templates: an `Action` is ~2 KiB inline even
+/// without a pod spec. Every reconcile of a summary reads the whole object
+/// from the API server first ([`is_summary_step`]), so the cache grows with
+/// the releases in flight, not with their history.
+pub fn trim_finished_step(s: &mut Step) {
+    if s.finished() {
+        s.spec.actions = Vec::new();
+        if let Some(status) = s.status.as_mut() {
+            status.actions = Vec::new();
+            status.decisions = Vec::new();
         }
     }
 }
 
-fn drop_templates(actions: &mut [Action]) {
-    for a in actions {
-        a.template = Default::default();
+/// A finished Deployment creates no Step again: its cached copy keeps its
+/// steps' names (the queue and the Step lookups read them) and its status
+/// without the step summaries, as for Steps ([`is_summary_deployment`]).
+pub fn trim_finished_deployment(d: &mut Deployment) {
+    if d.finished() {
+        for step in &mut d.spec.steps {
+            step.actions = Vec::new();
+        }
+        if let Some(status) = d.status.as_mut() {
+            status.steps = Vec::new();
+        }
     }
 }
 
-/// Whether any of these actions lost its template to the cache (or never had a
-/// pod spec): what is built from them must be read from the API server first.
-pub fn templates_dropped<'a>(mut actions: impl Iterator<Item = &'a Action>) -> bool {
-    actions.any(|a| a.template.spec.is_none())
+/// Whether this cached Step may be a summary: then a reconcile reads the whole
+/// object first. A finished step without actions (a ManualIntervention
+/// step) is read again too: harmless, and it keeps the rule simple.
+pub fn is_summary_step(s: &Step) -> bool {
+    s.finished() && s.spec.actions.is_empty()
+}
+
+/// Whether this cached Deployment may be a summary (see [`is_summary_step`]).
+pub fn is_summary_deployment(d: &Deployment) -> bool {
+    d.finished() && d.spec.steps.iter().all(|s| s.actions.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Phase;
+    use crate::api::{Action, Phase};
 
     #[test]
     fn reads_a_job_as_the_api_serves_it_without_its_spec() {
@@ -144,47 +178,85 @@ mod tests {
     }
 
     #[test]
-    fn only_finished_steps_lose_their_templates() {
+    fn cached_metadata_keeps_what_the_operator_reads() {
+        let mut meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "p", "namespace": "ns", "uid": "u", "generateName": "j-",
+            "finalizers": ["batch.kubernetes.io/job-tracking"],
+            "labels": {"stepwise.dev/step": "s", "batch.kubernetes.io/job-name": "j",
+                       "job-name": "j", "controller-uid": "x", "app": "shop"},
+            "annotations": {"stepwise.dev/created-at": "t", "team/owner": "a"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "x", "controller": true}]
+        }))
+        .unwrap();
+        trim_meta(&mut meta);
+        let keys = |m: &Option<std::collections::BTreeMap<String, String>>| {
+            m.iter().flat_map(|m| m.keys().cloned()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(&meta.labels),
+            ["batch.kubernetes.io/job-name", "stepwise.dev/step"]
+        );
+        assert_eq!(keys(&meta.annotations), ["stepwise.dev/created-at"]);
+        assert_eq!(meta.finalizers, None);
+        assert_eq!(meta.generate_name, None);
+        assert_eq!(meta.uid.as_deref(), Some("u"));
+        assert_eq!(meta.owner_references.map(|o| o.len()), Some(1));
+    }
+
+    #[test]
+    fn only_finished_steps_become_summaries() {
         for phase in [None, Some(Phase::Running), Some(Phase::WaitingForDecision)] {
             let mut s = step(phase);
+            let before = s.clone();
             trim_finished_step(&mut s);
-            assert!(!templates_dropped(s.spec.actions.iter()), "{phase:?}");
+            assert_eq!(
+                (&s.spec, &s.status),
+                (&before.spec, &before.status),
+                "{phase:?}: kept whole"
+            );
+            assert!(!is_summary_step(&s), "{phase:?}");
         }
         for phase in [Phase::Succeeded, Phase::Failed] {
             let mut s = step(Some(phase));
+            if let Some(st) = s.status.as_mut() {
+                st.current_action = Some("a".into());
+                st.actions = vec![Default::default()];
+            }
             trim_finished_step(&mut s);
-            assert!(templates_dropped(s.spec.actions.iter()), "{phase:?}");
-            assert_eq!(
-                s.spec.actions[1].name, "a",
-                "names stay: Jobs are found by them"
-            );
+            assert!(is_summary_step(&s), "{phase:?}");
+            assert!(s.spec.actions.is_empty());
+            let st = s.status.as_ref().unwrap();
+            assert!(st.actions.is_empty());
+            assert_eq!(st.phase, Some(phase), "what the Deployment mirrors stays");
+            assert_eq!(st.current_action.as_deref(), Some("a"));
         }
     }
 
     #[test]
-    fn only_finished_deployments_lose_their_templates() {
+    fn only_finished_deployments_become_summaries() {
         let mut d: Deployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "stepwise.dev/v1alpha1", "kind": "Deployment",
             "metadata": {"name": "d"},
             "spec": {"steps": [{"name": "s", "actions": [action()]}]}
         }))
         .unwrap();
-        let actions = |d: &Deployment| {
-            d.spec
-                .steps
-                .iter()
-                .flat_map(|s| &s.actions)
-                .cloned()
-                .collect::<Vec<_>>()
-        };
         d.status = Some(crate::api::DeploymentStatus {
             phase: Some(Phase::Running),
+            steps: vec![Default::default()],
             ..Default::default()
         });
+        let before = d.clone();
         trim_finished_deployment(&mut d);
-        assert!(!templates_dropped(actions(&d).iter()));
+        assert_eq!((&d.spec, &d.status), (&before.spec, &before.status));
+        assert!(!is_summary_deployment(&d));
         d.status.as_mut().unwrap().phase = Some(Phase::Succeeded);
         trim_finished_deployment(&mut d);
-        assert!(templates_dropped(actions(&d).iter()));
+        assert!(is_summary_deployment(&d));
+        assert_eq!(
+            d.spec.steps[0].name, "s",
+            "names stay: Steps are found by them"
+        );
+        assert!(d.spec.steps[0].actions.is_empty());
+        assert!(d.status.as_ref().unwrap().steps.is_empty());
     }
 }

@@ -10,7 +10,8 @@ mod job;
 mod pod;
 
 pub use cached::{
-    CachedJob, CachedPod, templates_dropped, trim_finished_deployment, trim_finished_step,
+    CachedJob, CachedPod, JOB_NAME_LABEL, is_summary_deployment, is_summary_step,
+    trim_finished_deployment, trim_finished_step, trim_meta,
 };
 pub use job::{
     StartFailure, attempt_stopped, foreign_job, job_failed, job_trigger, job_view, start_failure,

@@ -1,7 +1,6 @@
 //! What a pod says about its attempt.
 
 use k8s_openapi::api::core::v1::ContainerStatus;
-use kube::ResourceExt;
 
 use super::cached::CachedPod as Pod;
 use crate::plan::step::{StartProblem, Waiting};
@@ -161,10 +160,11 @@ pub fn start_problem(pod: &Pod) -> Option<Waiting> {
     })
 }
 
-/// Keeps of a pod what `pod_view` reads, and its labels and owners (the
-/// cache's index). The cache holds one per attempt, so this is most of its size.
+/// Keeps of a pod what `pod_view` reads, and its owners and the labels the
+/// cache's index reads (see [`super::trim_meta`]). The cache holds one per
+/// attempt, so this is most of its size.
 pub fn trim_pod(p: &mut Pod) {
-    p.managed_fields_mut().clear();
+    super::trim_meta(&mut p.metadata);
     if let Some(status) = p.status.as_mut() {
         // Only the conditions pod_view reads.
         if let Some(cs) = status.conditions.as_mut() {
