@@ -25,15 +25,7 @@ use crate::{Error, KubeContext, Result};
 pub async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action> {
     let span = info_span!("reconcile", kind = "Deployment", namespace = deployment.namespace().unwrap_or_default(), name = %deployment.name_any());
     let started = Instant::now();
-    let result = async {
-        let summary = crate::view::is_summary_deployment(&deployment);
-        match super::whole(&ctx.client, deployment, summary).await? {
-            Some(d) => reconcile_inner(&d, &ctx).await,
-            None => Ok(Action::await_change()),
-        }
-    }
-    .instrument(span)
-    .await;
+    let result = reconcile_inner(deployment, &ctx).instrument(span).await;
     observe(&ctx.metrics, "deployment", started, &result);
     result
 }
@@ -42,8 +34,17 @@ pub fn error_policy(_d: Arc<Deployment>, error: &Error, _ctx: Arc<Context>) -> A
     retry_later(error)
 }
 
-async fn reconcile_inner(d: &Deployment, ctx: &Context) -> Result<Action> {
+async fn reconcile_inner(cached: Arc<Deployment>, ctx: &Context) -> Result<Action> {
     ctx.synced().await?;
+    let summary = crate::view::is_summary_deployment(&cached);
+    match super::whole(&ctx.client, cached, summary).await? {
+        Some(d) => reconcile_whole(&d, ctx).await,
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// Plans from the whole Deployment (never from a cache's summary).
+async fn reconcile_whole(d: &Deployment, ctx: &Context) -> Result<Action> {
     let ns = d
         .namespace()
         .ok_or_else(|| Error::Invalid("Deployment without a namespace".into()))?;

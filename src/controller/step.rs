@@ -28,15 +28,7 @@ use crate::{Error, KubeContext, Result, jobs, retry};
 pub async fn reconcile(step: Arc<Step>, ctx: Arc<Context>) -> Result<Action> {
     let span = info_span!("reconcile", kind = "Step", namespace = step.namespace().unwrap_or_default(), name = %step.name_any());
     let started = Instant::now();
-    let result = async {
-        let summary = crate::view::is_summary_step(&step);
-        match super::whole(&ctx.client, step, summary).await? {
-            Some(step) => reconcile_inner(&step, &ctx).await,
-            None => Ok(Action::await_change()),
-        }
-    }
-    .instrument(span)
-    .await;
+    let result = reconcile_inner(step, &ctx).instrument(span).await;
     observe(&ctx.metrics, "step", started, &result);
     result
 }
@@ -45,8 +37,13 @@ pub fn error_policy(_step: Arc<Step>, error: &Error, _ctx: Arc<Context>) -> Acti
     retry_later(error)
 }
 
-async fn reconcile_inner(step: &Step, ctx: &Arc<Context>) -> Result<Action> {
+async fn reconcile_inner(cached: Arc<Step>, ctx: &Arc<Context>) -> Result<Action> {
     ctx.synced().await?;
+    let summary = crate::view::is_summary_step(&cached);
+    let Some(whole) = super::whole(&ctx.client, cached, summary).await? else {
+        return Ok(Action::await_change());
+    };
+    let step = &*whole;
     if step.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
