@@ -13,17 +13,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
+use kube::runtime::events::{Event as Planned, EventType};
 use kube::{Api, Client};
-
-/// One Event to publish about an object.
-#[derive(Clone, Debug)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: String,
-    pub note: String,
-    /// The object the Event is secondarily about (a Step's Job, a Deployment's Step).
-    pub related: Option<ObjectReference>,
-}
 
 /// Creates Events in the namespace of the object they are about.
 #[derive(Clone)]
@@ -46,20 +37,21 @@ impl EventWriter {
 
     pub async fn publish(
         &self,
-        note: Note,
+        planned: &Planned,
         regarding: &ObjectReference,
     ) -> Result<(), kube::Error> {
         let ns = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
         api.create(
             &PostParams::default(),
-            &self.event(note, regarding, Timestamp::now()),
+            &self.event(planned, regarding, Timestamp::now()),
         )
         .await
         .map(|_| ())
     }
 
-    fn event(&self, note: Note, regarding: &ObjectReference, now: Timestamp) -> Event {
+    /// kube's `Event` says what to publish; this is the object the API server stores.
+    fn event(&self, planned: &Planned, regarding: &ObjectReference, now: Timestamp) -> Event {
         // Unique per object and nanosecond, as kubectl's and client-go's names are.
         let owner = regarding.name.as_deref().unwrap_or(&self.controller);
         Event {
@@ -69,12 +61,18 @@ impl EventWriter {
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
-            type_: Some(if note.warning { "Warning" } else { "Normal" }.into()),
-            action: Some(note.reason.clone()),
-            reason: Some(note.reason),
-            note: Some(note.note),
+            type_: Some(
+                match planned.type_ {
+                    EventType::Warning => "Warning",
+                    EventType::Normal => "Normal",
+                }
+                .into(),
+            ),
+            action: Some(planned.action.clone()),
+            reason: Some(planned.reason.clone()),
+            note: planned.note.clone(),
             regarding: Some(regarding.clone()),
-            related: note.related,
+            related: planned.secondary.clone(),
             reporting_controller: Some(self.controller.clone()),
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
@@ -98,13 +96,14 @@ mod tests {
             ..Default::default()
         };
         let at = Timestamp::from_second(1_700_000_000).unwrap();
-        let note = Note {
-            warning: true,
+        let planned = Planned {
+            type_: EventType::Warning,
             reason: "AttemptFailed".into(),
-            note: "exit code 1".into(),
-            related: None,
+            note: Some("exit code 1".into()),
+            action: "AttemptFailed".into(),
+            secondary: None,
         };
-        let e = writer.event(note, &regarding, at);
+        let e = writer.event(&planned, &regarding, at);
         assert_eq!(e.metadata.namespace.as_deref(), Some("team-a"));
         assert!(e.metadata.name.unwrap().starts_with("shop-deploy."));
         assert_eq!(e.type_.as_deref(), Some("Warning"));

@@ -50,10 +50,11 @@ pub struct PodIndex {
 }
 
 impl PodIndex {
-    pub const JOB_LABEL: &'static str = crate::view::JOB_NAME_LABEL;
-
     pub(super) fn add(&self, pod: &Pod) {
-        let (Some(ns), Some(job)) = (pod.namespace(), pod.labels().get(Self::JOB_LABEL)) else {
+        let (Some(ns), Some(job)) = (
+            pod.namespace(),
+            pod.labels().get(crate::view::JOB_NAME_LABEL),
+        ) else {
             return;
         };
         if let Ok(mut m) = self.names.lock() {

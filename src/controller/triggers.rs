@@ -110,7 +110,7 @@ fn pod_woken(
             if crate::view::pod_view(&pod).phase.as_deref() == Some("Failed") {
                 clock.saw(
                     pod.namespace(),
-                    pod.labels().get(PodIndex::JOB_LABEL).cloned(),
+                    pod.labels().get(crate::view::JOB_NAME_LABEL).cloned(),
                 );
             }
             let changed = outcomes.changed(&pod, outcome);

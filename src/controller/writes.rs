@@ -59,19 +59,24 @@ where
     K: Resource<DynamicType = ()>,
     R: Resource<DynamicType = ()>,
 {
-    use super::events::Note;
+    use kube::runtime::events::{Event, EventType};
     if events.is_empty() {
         return;
     }
     let reference = obj.object_ref(&());
     let writer = ctx.events.clone();
-    let notes: Vec<Note> = events
+    let events: Vec<Event> = events
         .iter()
-        .map(|e| Note {
-            warning: e.warning,
+        .map(|e| Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: e.reason.as_str().into(),
-            note: e.note.chars().take(1000).collect(),
-            related: e.related.as_ref().map(|name| ObjectReference {
+            note: Some(e.note.chars().take(1000).collect()),
+            action: e.reason.as_str().into(),
+            secondary: e.related.as_ref().map(|name| ObjectReference {
                 api_version: Some(R::api_version(&()).into()),
                 kind: Some(R::kind(&()).into()),
                 name: Some(name.clone()),
@@ -81,10 +86,9 @@ where
         })
         .collect();
     tokio::spawn(async move {
-        for note in notes {
-            let reason = note.reason.clone();
-            if let Err(error) = writer.publish(note, &reference).await {
-                tracing::warn!(%error, %reason, "could not publish event");
+        for event in events {
+            if let Err(error) = writer.publish(&event, &reference).await {
+                tracing::warn!(%error, reason = %event.reason, "could not publish event");
             }
         }
     });
